@@ -1,0 +1,1 @@
+"""Compaction and table services job (see issue 4)."""

@@ -1,0 +1,1 @@
+"""GDPR erasure job (see issue 3)."""

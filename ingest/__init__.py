@@ -1,0 +1,1 @@
+"""Streaming ingest: Kafka log batches into a Hudi merge-on-read table."""

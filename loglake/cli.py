@@ -1,0 +1,199 @@
+"""The ``loglake`` console script: parse, build settings, run one job, return an exit code.
+
+Errors are caught in one place (:func:`main`) and reported in one line naming the job and table;
+tracebacks only for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from loglake.errors import ConfigError, LoglakeError
+
+log = logging.getLogger("loglake")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _print_json(result: Any) -> None:
+    payload = asdict(result) if is_dataclass(result) and not isinstance(result, type) else result
+    print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+def _records_range(text: str) -> tuple[int, int]:
+    """``7-25`` -> (7, 25); ``10`` -> (10, 10)."""
+    try:
+        lo, _, hi = text.partition("-")
+        low, high = int(lo), int(hi or lo)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--records-per-message {text!r}: expected N or MIN-MAX") from None
+    if low < 0 or high < low:
+        raise argparse.ArgumentTypeError(f"--records-per-message {text!r}: need 0 <= MIN <= MAX")
+    return low, high
+
+
+# ---------------------------------------------------------------- handlers
+
+
+def _cmd_setup(args: argparse.Namespace) -> int:
+    from loglake import jars
+
+    for jar_set in (jars.SPARK_JARS, jars.KAFKA_JARS):
+        paths = jars.resolve(jar_set)
+        print(f"{jar_set.name}: {len(paths)} jars in {paths[0].parent if paths else '-'}")
+    return EXIT_OK
+
+
+def _cmd_kafka_start(args: argparse.Namespace) -> int:
+    from loglake import kafka_broker
+
+    print(kafka_broker.start(port=args.port, data_dir=args.data))
+    return EXIT_OK
+
+
+def _cmd_kafka_stop(args: argparse.Namespace) -> int:
+    from loglake import kafka_broker
+
+    stopped = kafka_broker.stop(data_dir=args.data)
+    print("stopped" if stopped else "no broker running for that data folder")
+    return EXIT_OK
+
+
+def _cmd_produce(args: argparse.Namespace) -> int:
+    from ingest.produce import produce
+
+    result = produce(
+        bootstrap_servers=args.bootstrap_servers,
+        topic=args.topic,
+        messages=args.messages,
+        seed=args.seed,
+        records_per_message=args.records_per_message,
+        encoding=args.encoding,
+        confluent_wire_format=args.confluent_wire_format,
+    )
+    _print_json(result)
+    return EXIT_OK
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from ingest.job import run
+    from loglake.settings import load_settings
+
+    settings = load_settings(
+        args.config,
+        overrides={
+            "kafka.bootstrap_servers": args.bootstrap_servers,
+            "kafka.topic": args.topic,
+            "table.path": args.table_path,
+            "ingest.checkpoint_dir": args.checkpoint_dir,
+            "ingest.trigger": args.trigger,
+            "metrics.port": args.metrics_port,
+        },
+        assignments=args.set,
+    )
+    result = run(settings, once=args.once)
+    _print_json(result)
+    return EXIT_OK
+
+
+def _cmd_table_summary(args: argparse.Namespace) -> int:
+    from ingest.summary import summarize
+    from loglake.settings import load_settings
+
+    settings = load_settings(args.config, overrides={"table.path": args.table_path}, assignments=args.set)
+    _print_json(summarize(settings))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _add_ingest_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="YAML settings file (see config/local.yaml)")
+    p.add_argument("--bootstrap-servers", help="overrides kafka.bootstrap_servers")
+    p.add_argument("--topic", help="overrides kafka.topic")
+    p.add_argument("--table-path", help="overrides table.path")
+    p.add_argument("--checkpoint-dir", help="overrides ingest.checkpoint_dir")
+    p.add_argument("--trigger", help="overrides ingest.trigger, e.g. '5 minutes'")
+    p.add_argument("--metrics-port", type=int, help="overrides metrics.port (0 turns the endpoint off)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="any setting by dotted name, e.g. hoodie.parquet.max.file.size=134217728 or spark.driver.memory=4g",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loglake", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("setup", help="resolve and cache the Spark/Hudi and Kafka jars from Maven Central")
+    p.set_defaults(handler=_cmd_setup)
+
+    kafka = sub.add_parser("kafka", help="a local single-node KRaft Kafka broker")
+    ksub = kafka.add_subparsers(dest="kafka_command", required=True)
+    p = ksub.add_parser("start", help="start a broker and print its bootstrap address")
+    p.add_argument("--port", type=int, default=9092)
+    p.add_argument("--data", type=Path, default=None, help="data folder (default $LOGLAKE_HOME/kafka)")
+    p.set_defaults(handler=_cmd_kafka_start)
+    p = ksub.add_parser("stop", help="stop the broker of a data folder")
+    p.add_argument("--data", type=Path, default=None)
+    p.set_defaults(handler=_cmd_kafka_stop)
+
+    p = sub.add_parser("produce", help="send synthetic log batches (realistic users, emails, IPs)")
+    p.add_argument("--bootstrap-servers", required=True)
+    p.add_argument("--topic", default="logs")
+    p.add_argument("--messages", type=int, required=True)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--records-per-message", type=_records_range, default=(7, 25), metavar="MIN-MAX")
+    p.add_argument("--encoding", choices=["avro", "json"], default="avro")
+    p.add_argument("--confluent-wire-format", action="store_true", help="prefix Avro with the 5-byte header")
+    p.set_defaults(handler=_cmd_produce)
+
+    p = sub.add_parser("ingest", help="run the streaming ingest job")
+    _add_ingest_flags(p)
+    p.add_argument("--once", action="store_true", help="process what is available now, then exit")
+    p.set_defaults(handler=_cmd_ingest)
+
+    table = sub.add_parser("table", help="inspect the log table")
+    tsub = table.add_subparsers(dest="table_command", required=True)
+    p = tsub.add_parser("summary", help="read the table back and print counts per partition")
+    p.add_argument("--config", type=Path)
+    p.add_argument("--table-path")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(handler=_cmd_table_summary)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"loglake {args.command}: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except LoglakeError as exc:
+        print(f"loglake {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"loglake {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

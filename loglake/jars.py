@@ -1,0 +1,142 @@
+"""JVM artifacts from Maven Central, resolved once with Maven and cached.
+
+Spark's own ``spark.jars.packages`` resolves through Ivy at every session start (several seconds,
+and it wants the network to re-check metadata). We resolve the same coordinates once with Maven
+into a versioned folder under the loglake home and hand Spark plain ``spark.jars``; a later run
+needs no network. On EMR the same coordinates can go to ``spark.jars.packages`` instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from loglake.errors import SetupError
+
+SPARK_VERSION = "3.5.7"
+SCALA_BINARY = "2.12"
+# Hudi 1.0.2 is what Amazon EMR 7.11+ ships with Spark 3.5: tables stay readable and writable by
+# the Hudi that EMR users already run. 1.0.0 had a MOR writer regression (HUDI-8819).
+HUDI_VERSION = "1.0.2"
+KAFKA_VERSION = "3.9.1"
+MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
+
+
+@dataclass(frozen=True)
+class JarSet:
+    """A named list of Maven coordinates (group:artifact:version) resolved with their runtime deps."""
+
+    name: str
+    coordinates: tuple[str, ...]
+    # Jars whose artifact is already on PySpark's classpath are dropped: two copies of Hadoop or
+    # Scala on one classpath fail in ways that are slow to diagnose.
+    drop_pyspark_duplicates: bool = False
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256("\n".join(self.coordinates).encode()).hexdigest()[:12]
+
+
+SPARK_JARS = JarSet(
+    name="spark",
+    coordinates=(
+        f"org.apache.hudi:hudi-spark3.5-bundle_{SCALA_BINARY}:{HUDI_VERSION}",
+        f"org.apache.spark:spark-sql-kafka-0-10_{SCALA_BINARY}:{SPARK_VERSION}",
+        f"org.apache.spark:spark-avro_{SCALA_BINARY}:{SPARK_VERSION}",
+    ),
+    drop_pyspark_duplicates=True,
+)
+
+KAFKA_JARS = JarSet(
+    name="kafka",
+    coordinates=(
+        f"org.apache.kafka:kafka_2.13:{KAFKA_VERSION}",
+        # The Kafka distribution ships this binding; the bare artifact has none and logs nothing.
+        "org.slf4j:slf4j-reload4j:1.7.36",
+    ),
+)
+
+
+def loglake_home() -> Path:
+    """Folder for caches and local runtime state (``$LOGLAKE_HOME``, default ``~/.cache/loglake``)."""
+    return Path(os.environ.get("LOGLAKE_HOME", Path.home() / ".cache" / "loglake")).expanduser()
+
+
+def spark_packages() -> str:
+    """The same Spark jars as a ``spark.jars.packages`` value, for clusters that resolve with Ivy."""
+    return ",".join(SPARK_JARS.coordinates)
+
+
+def _pom(jar_set: JarSet) -> str:
+    deps = []
+    for coord in jar_set.coordinates:
+        group, artifact, version = coord.split(":")
+        deps.append(
+            f"<dependency><groupId>{group}</groupId><artifactId>{artifact}</artifactId>"
+            f"<version>{version}</version></dependency>"
+        )
+    return (
+        '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>'
+        f"<groupId>loglake</groupId><artifactId>{jar_set.name}-jars</artifactId><version>0</version>"
+        f"<packaging>pom</packaging><dependencies>{''.join(deps)}</dependencies></project>"
+    )
+
+
+def _artifact_name(jar: str) -> str:
+    """``hadoop-client-api-3.3.4.jar`` -> ``hadoop-client-api``."""
+    stem = jar.removesuffix(".jar")
+    parts = stem.split("-")
+    while parts and parts[-1][:1].isdigit():
+        parts.pop()
+    return "-".join(parts)
+
+
+def _pyspark_artifacts() -> set[str]:
+    import pyspark
+
+    jars_dir = Path(pyspark.__file__).parent / "jars"
+    return {_artifact_name(p.name) for p in jars_dir.glob("*.jar")}
+
+
+def resolve(jar_set: JarSet) -> list[Path]:
+    """Return the jars of ``jar_set``, resolving them with Maven the first time.
+
+    Raises:
+        SetupError: Maven is missing or could not resolve the coordinates.
+    """
+    target = loglake_home() / "jars" / f"{jar_set.name}-{jar_set.digest}"
+    marker = target / ".complete"
+    if marker.exists():
+        return sorted(target.glob("*.jar"))
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise SetupError("Maven (mvn) is not on PATH; it is needed once to fetch the jars: run `make setup`")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        work = Path(tmp)
+        (work / "pom.xml").write_text(_pom(jar_set))
+        out = work / "out"
+        proc = subprocess.run(
+            [mvn, "-B", "-q", "-f", str(work / "pom.xml"),
+             f"{MAVEN_DEPENDENCY_PLUGIN}:copy-dependencies",
+             f"-DoutputDirectory={out}", "-DincludeScope=runtime"],
+            capture_output=True, text=True, check=False,
+        )
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
+            raise SetupError(f"Maven could not resolve {', '.join(jar_set.coordinates)}:\n{tail}")
+        if jar_set.drop_pyspark_duplicates:
+            have = _pyspark_artifacts()
+            for jar in out.glob("*.jar"):
+                if _artifact_name(jar.name) in have:
+                    jar.unlink()
+        (out / ".complete").write_text("\n".join(jar_set.coordinates) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        out.rename(target)
+    return sorted(target.glob("*.jar"))
