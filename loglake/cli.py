@@ -126,7 +126,10 @@ def _add_ingest_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trigger", help="overrides ingest.trigger, e.g. '5 minutes'")
     p.add_argument("--metrics-port", type=int, help="overrides metrics.port (0 turns the endpoint off)")
     p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="any setting by dotted name, e.g. hoodie.parquet.max.file.size=134217728 or spark.driver.memory=4g",
     )
 
@@ -181,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # py4j logs every callback at INFO; our own INFO lines are the useful ones.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

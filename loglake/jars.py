@@ -122,10 +122,19 @@ def resolve(jar_set: JarSet) -> list[Path]:
         (work / "pom.xml").write_text(_pom(jar_set))
         out = work / "out"
         proc = subprocess.run(
-            [mvn, "-B", "-q", "-f", str(work / "pom.xml"),
-             f"{MAVEN_DEPENDENCY_PLUGIN}:copy-dependencies",
-             f"-DoutputDirectory={out}", "-DincludeScope=runtime"],
-            capture_output=True, text=True, check=False,
+            [
+                mvn,
+                "-B",
+                "-q",
+                "-f",
+                str(work / "pom.xml"),
+                f"{MAVEN_DEPENDENCY_PLUGIN}:copy-dependencies",
+                f"-DoutputDirectory={out}",
+                "-DincludeScope=runtime",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])

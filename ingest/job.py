@@ -1,0 +1,127 @@
+"""Wiring of the ingest stream: Kafka source -> parse -> foreachBatch Hudi writer, plus metrics.
+
+``run(settings, once=True)`` processes what Kafka holds now (Trigger.AvailableNow) and returns;
+otherwise the stream runs on its processing-time trigger until SIGTERM/SIGINT, which stop it
+between batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+
+from pyspark.errors import StreamingQueryException
+
+from ingest import parse, source
+from ingest.listener import IngestListener
+from ingest.metrics import IngestMetrics
+from ingest.sink import BatchWriter
+from loglake import __version__
+from loglake import metrics as prom
+from loglake.errors import LoglakeError
+from loglake.settings import Settings
+from loglake.spark import get_spark
+
+log = logging.getLogger(__name__)
+
+
+STOP_GRACE_SECONDS = 120
+
+
+class IngestFailedError(LoglakeError):
+    """The streaming query stopped with an error."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one run of the ingest job did."""
+
+    table_path: str
+    quarantine_path: str
+    batches: int
+    records_written: int
+    rows_quarantined: int
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def run(settings: Settings, *, once: bool = False, metrics: IngestMetrics | None = None) -> IngestResult:
+    """Run the ingest stream until it has caught up (``once``) or is told to stop.
+
+    Raises:
+        ConfigError: a setting is missing or bad (named in the message).
+        SourceUnavailableError: no Kafka broker answered at ``kafka.bootstrap_servers``.
+        IngestFailedError: the stream failed; the message carries Spark's first error line.
+    """
+    table_path = settings.table.require_path()
+    log.info("ingest settings: %s", settings.masked())
+    source.check_reachable(settings.kafka)
+
+    metrics = metrics or IngestMetrics()
+    metrics.info.info({"table": settings.table.name, "topic": settings.kafka.topic, "version": __version__})
+    metrics.trigger_interval.set(settings.ingest.trigger_seconds)
+    prom.serve(metrics.registry, settings.metrics.port, settings.metrics.host)
+
+    spark = get_spark(settings, app_name=f"loglake-ingest[{settings.table.name}]")
+    listener = IngestListener(metrics, settings.ingest.query_name)
+    spark.streams.addListener(listener)
+    writer = BatchWriter(settings, metrics)
+    started = time.monotonic()
+    try:
+        staged = source.read_kafka(spark, settings.kafka).transform(parse.stage(settings.ingest))
+        stream = (
+            staged.writeStream.queryName(settings.ingest.query_name)
+            .foreachBatch(writer)
+            .option("checkpointLocation", settings.checkpoint_dir)
+        )
+        stream = stream.trigger(availableNow=True) if once else stream.trigger(processingTime=settings.ingest.trigger)
+        query = stream.start()
+        log.info("ingesting %s -> %s (checkpoint %s)", settings.kafka.topic, table_path, settings.checkpoint_dir)
+        _await(query)
+    except StreamingQueryException as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise IngestFailedError(f"stream on table {table_path} failed: {first}") from exc
+    finally:
+        spark.streams.removeListener(listener)
+    stats = writer.stats
+    return IngestResult(
+        table_path=table_path,
+        quarantine_path=settings.table.effective_quarantine_path,
+        batches=stats.batches,
+        records_written=stats.records_written,
+        rows_quarantined=stats.quarantined_total,
+        quarantined_by_reason=dict(stats.quarantined),
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def _await(query) -> None:  # type: ignore[no-untyped-def]
+    """Wait for the query, turning SIGTERM/SIGINT into a stop between batches."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping the stream after the current batch", signum)
+        stop.set()
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, request_stop)
+    try:
+        while query.isActive and not stop.is_set():
+            query.awaitTermination(1)
+        if stop.is_set():
+            # query.stop() interrupts a running batch; that is safe (it is replayed) but wasteful,
+            # so give the current batch a bounded chance to finish first.
+            deadline = time.monotonic() + STOP_GRACE_SECONDS
+            while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+                time.sleep(0.5)
+            query.stop()
+        query.awaitTermination()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,60 @@
+"""The ingest job's Prometheus metrics (``loglake_ingest_*``), in one registry per job."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+# Batch durations from a few seconds (small local batches) to beyond a 5-minute trigger.
+_DURATION_BUCKETS = (1, 2.5, 5, 10, 20, 30, 60, 90, 120, 180, 240, 300, 450, 600, 900)
+
+
+@dataclass
+class IngestMetrics:
+    """Every metric the ingest driver exposes; updated by the listener and the batch writer."""
+
+    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.info = Info("loglake_ingest", "Static facts about this ingest stream.", registry=r)
+        self.batches = Counter("loglake_ingest_batches_total", "Micro-batches committed.", registry=r)
+        self.input_messages = Counter("loglake_ingest_input_messages_total", "Kafka messages read.", registry=r)
+        self.batch_input_messages = Gauge(
+            "loglake_ingest_batch_input_messages", "Kafka messages in the last micro-batch.", registry=r
+        )
+        self.records_written = Counter(
+            "loglake_ingest_records_written_total", "Log records written to the table.", registry=r
+        )
+        self.batch_records = Gauge(
+            "loglake_ingest_batch_records", "Log records written by the last micro-batch.", registry=r
+        )
+        self.quarantined = Counter(
+            "loglake_ingest_quarantined_total",
+            "Rows sent to the quarantine table (whole messages or single records), by reason code.",
+            ["reason_code"],
+            registry=r,
+        )
+        self.batch_duration = Histogram(
+            "loglake_ingest_batch_duration_seconds",
+            "Wall time of a micro-batch (trigger execution).",
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.last_batch_duration = Gauge(
+            "loglake_ingest_last_batch_duration_seconds", "Wall time of the last micro-batch.", registry=r
+        )
+        self.trigger_interval = Gauge(
+            "loglake_ingest_trigger_interval_seconds", "Configured trigger interval.", registry=r
+        )
+        self.offsets_behind = Gauge(
+            "loglake_ingest_kafka_offsets_behind",
+            "Messages in Kafka not yet processed, per partition, at the end of the last batch.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.last_commit = Gauge(
+            "loglake_ingest_last_commit_timestamp_seconds", "Unix time of the last successful Hudi commit.", registry=r
+        )
+        self.failures = Counter("loglake_ingest_batch_failures_total", "Micro-batch writes that raised.", registry=r)

@@ -1,0 +1,45 @@
+"""Read the log table back and describe it (the demo's last step, and a quick health check)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import functions as F
+from pyspark.sql.utils import AnalysisException
+
+from loglake import table
+from loglake.errors import TableError
+from loglake.settings import Settings
+from loglake.spark import get_spark
+
+
+def summarize(settings: Settings) -> dict[str, Any]:
+    """Row and key counts, rows per partition, commits, and quarantine counts by reason."""
+    path = settings.table.require_path()
+    spark = get_spark(settings, app_name=f"loglake-summary[{settings.table.name}]")
+    try:
+        logs = spark.read.format("hudi").load(path)
+    except AnalysisException as exc:
+        raise TableError(f"table.path={path} is not a readable Hudi table: {exc}") from None
+    totals = logs.agg(
+        F.count("*").alias("rows"),
+        F.countDistinct("_hoodie_record_key").alias("distinct_keys"),
+        F.countDistinct("_hoodie_commit_time").alias("commits_with_live_rows"),
+        F.countDistinct("user_id").alias("distinct_users"),
+        F.min("ts").alias("first_ts"),
+        F.max("ts").alias("last_ts"),
+    ).first()
+    assert totals is not None
+    per_partition = {
+        r[table.PARTITION_FIELD]: r["count"]
+        for r in logs.groupBy(table.PARTITION_FIELD).count().orderBy(table.PARTITION_FIELD).collect()
+    }
+    summary: dict[str, Any] = {"table_path": path, **totals.asDict(), "rows_per_partition": per_partition}
+    try:
+        quarantine = spark.read.format("hudi").load(settings.table.effective_quarantine_path)
+        summary["quarantine"] = {
+            r["reason_code"]: r["count"] for r in quarantine.groupBy("reason_code").count().collect()
+        }
+    except AnalysisException:
+        summary["quarantine"] = {}
+    return summary

@@ -1,0 +1,305 @@
+"""Typed, frozen settings shared by every loglake job, loaded once from YAML + flags.
+
+Precedence: defaults < YAML file < ``--set key=value`` < dedicated flags (``--table-path`` ...).
+Any ``hoodie.*`` key goes to :attr:`Settings.hoodie` and any ``spark.*`` key to
+:attr:`SparkSettings.conf`, so every Hudi and Spark option can be passed through without code.
+An invalid value fails at start with the dotted name of the setting.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from loglake.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_TRIGGER_RE = re.compile(
+    r"^\s*(\d+(?:\.\d+)?)\s*(ms|millis|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hours?)\s*$",
+    re.IGNORECASE,
+)
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_SECRET_RE = re.compile(r"password|secret|jaas|token|credential|access\.key|session\.key", re.IGNORECASE)
+
+
+def parse_duration(text: str) -> float:
+    """``'5 minutes'`` -> 300.0 seconds. Raises ValueError naming the text."""
+    match = _TRIGGER_RE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration like '30 seconds', '5 minutes' or '1 hour'")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    factor = _UNIT_SECONDS["ms"] if unit == "ms" or unit.startswith("milli") else _UNIT_SECONDS[unit[0]]
+    return number * factor
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+class KafkaSettings(_Model):
+    """Where the log batches come from."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "logs"
+    starting_offsets: Literal["earliest", "latest"] = "earliest"
+    # Caps one micro-batch (messages across all partitions); None reads everything up to the trigger.
+    max_offsets_per_trigger: int | None = Field(default=None, gt=0)
+    # More Spark tasks than Kafka partitions, for clusters with more cores than partitions.
+    min_partitions: int | None = Field(default=None, gt=0)
+    # True: the stream stops if retention deleted offsets it had not read, rather than skipping them.
+    fail_on_data_loss: bool = True
+    connect_timeout_seconds: float = Field(default=15.0, gt=0)
+    # Passed to Spark's Kafka source as is, e.g. kafka.security.protocol, kafka.sasl.jaas.config.
+    options: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"{server!r} is not host:port")
+        return value
+
+
+class TableSettings(_Model):
+    """The Hudi table the jobs share."""
+
+    path: str | None = None
+    name: str = "logs"
+    quarantine_path: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(f"{value!r} is not a table name (letters, digits, underscore)")
+        return value
+
+    def require_path(self) -> str:
+        if not self.path:
+            raise ConfigError("setting table.path is required: pass --table-path or set table.path in the config file")
+        return self.path.rstrip("/")
+
+    @property
+    def effective_quarantine_path(self) -> str:
+        """The quarantine table: configured, else the sibling folder ``<table-path>_quarantine``."""
+        return self.quarantine_path or f"{self.require_path()}_quarantine"
+
+
+class IngestSettings(_Model):
+    """The streaming ingest job."""
+
+    checkpoint_dir: str | None = None
+    trigger: str = "5 minutes"
+    encoding: Literal["avro", "json"] = "avro"
+    confluent_wire_format: bool = False
+    # A message over this many bytes goes to quarantine before any decoding.
+    max_message_bytes: int = Field(default=1_048_576, gt=0)
+    # Re-encode each decoded batch and compare its length with the payload: binary Avro has no
+    # framing, so trailing garbage or another schema's bytes can otherwise decode "successfully".
+    strict_avro: bool = True
+    # upsert makes a replayed or re-sent batch overwrite its own keys; insert skips the index lookup.
+    operation: Literal["upsert", "insert"] = "upsert"
+    query_name: str = "loglake_ingest"
+
+    @field_validator("trigger")
+    @classmethod
+    def _trigger(cls, value: str) -> str:
+        if parse_duration(value) <= 0:
+            raise ValueError(f"{value!r} must be longer than 0")
+        return value
+
+    @property
+    def trigger_seconds(self) -> float:
+        return parse_duration(self.trigger)
+
+
+class MetricsSettings(_Model):
+    """Prometheus endpoints."""
+
+    # The driver serves /metrics here; 0 turns the endpoint off.
+    port: int = Field(default=9464, ge=0, le=65535)
+    host: str = "0.0.0.0"  # noqa: S104 - scraped from other hosts on a cluster
+    pushgateway: str | None = None
+
+
+class SparkSettings(_Model):
+    """How the SparkSession is built. ``conf`` holds any ``spark.*`` option."""
+
+    # maven: jars resolved once by loglake into $LOGLAKE_HOME (offline afterwards);
+    # packages: spark.jars.packages (Ivy) with the same coordinates; provided: the cluster has them (EMR).
+    jars: Literal["maven", "packages", "provided"] = "maven"
+    conf: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("conf")
+    @classmethod
+    def _spark_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in value if not k.startswith("spark.")]
+        if bad:
+            raise ValueError(f"keys {bad} do not start with 'spark.'")
+        return value
+
+
+class Settings(_Model):
+    """Everything one loglake job needs."""
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    table: TableSettings = Field(default_factory=TableSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+    # Any hoodie.* option; applied last to every writer, so it can override loglake's defaults.
+    hoodie: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("hoodie")
+    @classmethod
+    def _hoodie_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in value if not k.startswith("hoodie.")]
+        if bad:
+            raise ValueError(f"keys {bad} do not start with 'hoodie.'")
+        return value
+
+    @model_validator(mode="after")
+    def _paths(self) -> Settings:
+        if (
+            self.table.path
+            and self.table.quarantine_path
+            and (self.table.path.rstrip("/") == self.table.quarantine_path.rstrip("/"))
+        ):
+            raise ValueError("table.quarantine_path must differ from table.path")
+        return self
+
+    @property
+    def checkpoint_dir(self) -> str:
+        """Streaming checkpoint: configured, else ``<table-path>_checkpoints/<query name>``."""
+        return self.ingest.checkpoint_dir or f"{self.table.require_path()}_checkpoints/{self.ingest.query_name}"
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings for the start-up log, with secrets masked."""
+        return _mask(self.model_dump())
+
+
+def _mask(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _mask(v, k) for k, v in value.items()}
+    if _SECRET_RE.search(key) and value:
+        return "****"
+    return value
+
+
+def _coerce_scalar(text: str) -> Any:
+    """``--set`` values are YAML scalars, so ``true``, ``10`` and ``null`` mean what they say."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _assign(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    if dotted.startswith("hoodie."):
+        tree.setdefault("hoodie", {})[dotted] = str(value)
+        return
+    if dotted.startswith("spark.") and dotted != "spark.jars":
+        # spark.jars is loglake's own setting (how jars are brought); every other spark.* is Spark's.
+        tree.setdefault("spark", {}).setdefault("conf", {})[dotted] = str(value)
+        return
+    if dotted.startswith("kafka.options."):
+        # Kafka option names have dots of their own (kafka.sasl.jaas.config).
+        tree.setdefault("kafka", {}).setdefault("options", {})[dotted.removeprefix("kafka.options.")] = str(value)
+        return
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"setting {dotted}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping at the top, got {type(data).__name__}")
+    # hoodie and spark.conf may be written as YAML trees; flatten them to the dotted option names.
+    if isinstance(data.get("hoodie"), dict):
+        data["hoodie"] = {_prefixed(k, "hoodie."): str(v) for k, v in _flatten(data["hoodie"]).items()}
+    spark = data.get("spark")
+    if isinstance(spark, dict) and isinstance(spark.get("conf"), dict):
+        spark["conf"] = {_prefixed(k, "spark."): str(v) for k, v in _flatten(spark["conf"]).items()}
+    return data
+
+
+def _prefixed(key: str, prefix: str) -> str:
+    return key if key.startswith(prefix) else prefix + key
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _format_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting"
+        lines.append(
+            f"setting {where}: {msg} (got {err.get('input')!r})"
+            if err["type"] != "missing"
+            else f"setting {where}: required"
+        )
+    return "; ".join(lines)
+
+
+def load_settings(
+    config: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    assignments: Iterable[str] = (),
+) -> Settings:
+    """Build the settings from an optional YAML file, ``KEY=VALUE`` assignments and flag overrides.
+
+    Raises:
+        ConfigError: naming the setting whose value is bad.
+    """
+    tree: dict[str, Any] = _read_yaml(config) if config else {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. ingest.trigger='1 minute'")
+        key, value = key.strip(), value.strip()
+        # Spark and Hudi options keep their text exactly ("false" must not become "False").
+        passthrough = key.startswith(("hoodie.", "kafka.options.")) or (
+            key.startswith("spark.") and key != "spark.jars"
+        )
+        _assign(tree, key, value if passthrough else _coerce_scalar(value))
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _assign(tree, key, value)
+    try:
+        return Settings.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc)) from None

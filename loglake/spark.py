@@ -1,0 +1,72 @@
+"""One way to build the SparkSession for every loglake job, locally and on a cluster."""
+
+from __future__ import annotations
+
+import logging
+import os
+from importlib import resources
+
+from pyspark.sql import SparkSession
+
+from loglake import jars
+from loglake.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Applied before the user's spark.* settings, which win.
+DEFAULT_CONF = {
+    # Hudi requires Kryo and its registrar; the extension and catalog enable Hudi SQL (CALL procedures).
+    "spark.serializer": "org.apache.spark.serializer.KryoSerializer",
+    "spark.kryo.registrator": "org.apache.spark.HoodieSparkKryoRegistrar",
+    "spark.sql.extensions": "org.apache.spark.sql.hudi.HoodieSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.hudi.catalog.HoodieCatalog",
+    # Timestamps are shown and parsed in UTC whatever the cluster's zone (partitioning never depends on it).
+    "spark.sql.session.timeZone": "UTC",
+    "spark.ui.showConsoleProgress": "false",
+    # Kafka offsets are tracked by the checkpoint, so a dead driver's consumer group is harmless.
+    "spark.sql.streaming.kafka.useDeprecatedOffsetFetching": "false",
+}
+
+
+def _under_spark_submit() -> bool:
+    # spark-submit starts the Python driver with a gateway already listening.
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def session_conf(settings: Settings) -> dict[str, str]:
+    """The full Spark configuration loglake would apply (defaults, jars, then the user's spark.*)."""
+    conf = dict(DEFAULT_CONF)
+    log4j = resources.files("loglake").joinpath("log4j2.properties")
+    java_opts = f"-Dlog4j2.configurationFile={log4j}"
+    conf["spark.driver.extraJavaOptions"] = java_opts
+    if settings.spark.jars == "maven":
+        conf["spark.jars"] = ",".join(str(p) for p in jars.resolve(jars.SPARK_JARS))
+    elif settings.spark.jars == "packages":
+        conf["spark.jars.packages"] = jars.spark_packages()
+    if not _under_spark_submit():
+        conf["spark.master"] = "local[*]"
+    conf.update(settings.spark.conf)
+    return conf
+
+
+def get_spark(settings: Settings, app_name: str) -> SparkSession:
+    """Return the active session, or build one named ``app_name`` from ``settings``.
+
+    A session that already exists (tests, notebooks, spark-submit) is reused: static options such
+    as jars cannot change on a running JVM, and runtime options are applied to it.
+    """
+    conf = session_conf(settings)
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        for key, value in settings.spark.conf.items():
+            try:
+                active.conf.set(key, value)
+            except Exception:
+                log.debug("spark option %s cannot change on a running session", key)
+        return active
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("LOGLAKE_SPARK_LOG_LEVEL", "WARN"))
+    return spark

@@ -1,0 +1,160 @@
+"""The table contract shared by every writer: columns, record key, partition path, Hudi options.
+
+One function per writer role builds that role's Hudi options from one common base, so the ingest
+stream, the GDPR job and compaction cannot drift apart on key, partitioning or merge semantics.
+User ``hoodie.*`` settings are applied last and win.
+
+Record key: ``<service>:<batch_id>:<record_index>``, with ``%`` and ``:`` in the service
+percent-escaped. It is deterministic (a replayed or re-sent batch maps onto the same keys, so an
+upsert overwrites rather than duplicates), unambiguous (the service cannot contain a raw ``:``, and
+the record index is the digits after the last ``:``), and carries no personal data: keys live on in
+indexes, bloom filters and commit metadata, where an erasure could not reach them.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+from loglake.settings import Settings
+
+TABLE_TYPE = "MERGE_ON_READ"
+RECORD_KEY = "record_key"
+PARTITION_FIELD = "event_date"
+KEY_SEPARATOR = ":"
+
+# The log table's columns after the Hudi meta columns, in order.
+LOG_COLUMNS = (
+    RECORD_KEY,
+    "ts",
+    "level",
+    "user_id",
+    "email",
+    "client_ip",
+    "event",
+    "message",
+    "attributes",
+    "batch_id",
+    "service",
+    "host",
+    "region",
+    "sent_at",
+    "record_index",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "ingested_at",
+    PARTITION_FIELD,
+)
+# Columns that hold a data subject's identifiers (what an erasure must not leave behind).
+SUBJECT_COLUMNS = ("user_id", "email", "client_ip")
+
+QUARANTINE_KEY = "quarantine_key"
+QUARANTINE_PARTITION_FIELD = "quarantine_date"
+QUARANTINE_COLUMNS = (
+    QUARANTINE_KEY,
+    "reason_code",
+    "reason",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "kafka_timestamp",
+    "kafka_key",
+    "raw_value",
+    "record_index",
+    "record_json",
+    "batch_id",
+    "quarantined_at",
+    QUARANTINE_PARTITION_FIELD,
+)
+
+MS_PER_DAY = 86_400_000
+# Hudi's commit metadata carries these (prefix + name) so a commit can be traced to its micro-batch.
+COMMIT_META_PREFIX = "loglake."
+
+
+def record_key(service: Column, batch_id: Column, record_index: Column) -> Column:
+    """The record key column (see module docstring for its form)."""
+    escaped = F.replace(F.replace(service, F.lit("%"), F.lit("%25")), F.lit(":"), F.lit("%3A"))
+    return F.concat_ws(KEY_SEPARATOR, escaped, batch_id, record_index.cast("string"))
+
+
+def record_key_py(service: str, batch_id: str, record_index: int) -> str:
+    """The same key built in Python (tests, erasure requests by key)."""
+    escaped = service.replace("%", "%25").replace(":", "%3A")
+    return KEY_SEPARATOR.join((escaped, batch_id, str(record_index)))
+
+
+def utc_date(epoch_millis: Column) -> Column:
+    """UTC calendar date of an epoch-millis column as ``yyyy-MM-dd``.
+
+    Computed by integer division, not ``to_date``: the result must not depend on the session time
+    zone of whichever cluster writes.
+    """
+    days = F.floor(epoch_millis / F.lit(MS_PER_DAY)).cast("int")
+    return F.date_format(F.date_add(F.lit("1970-01-01").cast("date"), days), "yyyy-MM-dd")
+
+
+def _base_options(*, name: str, key: str, partition: str) -> dict[str, str]:
+    return {
+        "hoodie.table.name": name,
+        "hoodie.datasource.write.recordkey.field": key,
+        "hoodie.datasource.write.partitionpath.field": partition,
+        "hoodie.datasource.write.keygenerator.class": "org.apache.hudi.keygen.SimpleKeyGenerator",
+        "hoodie.datasource.write.hive_style_partitioning": "true",
+        # Latest write wins. Log records are immutable, so a replay writes the same values; and a
+        # delete must always beat an older insert, which event-time ordering does not promise.
+        "hoodie.record.merge.mode": "COMMIT_TIME_ORDERING",
+        "hoodie.datasource.meta.sync.enable": "false",
+        # Never let a failed micro-batch be skipped (apache/hudi #7002 lost data that way).
+        "hoodie.datasource.write.streaming.ignore.failed.batch": "false",
+        "hoodie.datasource.write.commitmeta.key.prefix": COMMIT_META_PREFIX,
+    }
+
+
+def ingest_options(settings: Settings) -> dict[str, str]:
+    """Hudi options of the streaming ingest writer (one micro-batch per commit)."""
+    opts = _base_options(
+        name=settings.table.name,
+        key=RECORD_KEY,
+        partition=PARTITION_FIELD,
+    )
+    opts.update(
+        {
+            "hoodie.datasource.write.table.type": TABLE_TYPE,
+            "hoodie.datasource.write.operation": settings.ingest.operation,
+            # The stream only writes; compaction runs as its own job (issue 4) so a slow compaction can
+            # never hold up ingestion.
+            "hoodie.compact.inline": "false",
+            "hoodie.datasource.compaction.async.enable": "false",
+        }
+    )
+    opts.update(settings.hoodie)
+    return opts
+
+
+def quarantine_options(settings: Settings) -> dict[str, str]:
+    """Hudi options of the quarantine table: copy-on-write, keyed by Kafka coordinates."""
+    opts = _base_options(
+        name=f"{settings.table.name}_quarantine",
+        key=QUARANTINE_KEY,
+        partition=QUARANTINE_PARTITION_FIELD,
+    )
+    opts.update(
+        {
+            # Rare, small writes that people read raw: copy-on-write keeps them in plain Parquet.
+            "hoodie.datasource.write.table.type": "COPY_ON_WRITE",
+            "hoodie.datasource.write.operation": "upsert",
+        }
+    )
+    # The user's hoodie.* settings target the log table; only pass on the ones that are not about
+    # its layout (key, partitioning, table type or name).
+    layout = (
+        "hoodie.table.",
+        "hoodie.datasource.write.recordkey",
+        "hoodie.datasource.write.partitionpath",
+        "hoodie.datasource.write.table.type",
+        "hoodie.datasource.write.operation",
+    )
+    opts.update({k: v for k, v in settings.hoodie.items() if not k.startswith(layout)})
+    return opts
