@@ -114,11 +114,19 @@ def _cmd_table_summary(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from loglake.demo import run_demo
+
+    result = run_demo(messages=args.messages, port=args.port, workdir=args.workdir, assignments=args.set)
+    _print_json(result)
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- parser
 
 
 def _add_ingest_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="YAML settings file (see config/local.yaml)")
+    p.add_argument("--config", type=Path, help="YAML settings file (see deploy/local/loglake.yaml)")
     p.add_argument("--bootstrap-servers", help="overrides kafka.bootstrap_servers")
     p.add_argument("--topic", help="overrides kafka.topic")
     p.add_argument("--table-path", help="overrides table.path")
@@ -166,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ingest_flags(p)
     p.add_argument("--once", action="store_true", help="process what is available now, then exit")
     p.set_defaults(handler=_cmd_ingest)
+
+    p = sub.add_parser("demo", help="local broker + synthetic load + ingest --once + summary, then clean up")
+    p.add_argument("--messages", type=int, default=3000)
+    p.add_argument("--port", type=int, default=29092, help="port of the demo's own broker")
+    p.add_argument("--workdir", type=Path, default=None, help="default $LOGLAKE_HOME/demo")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(handler=_cmd_demo)
 
     table = sub.add_parser("table", help="inspect the log table")
     tsub = table.add_subparsers(dest="table_command", required=True)

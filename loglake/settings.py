@@ -238,11 +238,16 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: expected a mapping at the top, got {type(data).__name__}")
     # hoodie and spark.conf may be written as YAML trees; flatten them to the dotted option names.
     if isinstance(data.get("hoodie"), dict):
-        data["hoodie"] = {_prefixed(k, "hoodie."): str(v) for k, v in _flatten(data["hoodie"]).items()}
+        data["hoodie"] = {_prefixed(k, "hoodie."): _option_text(v) for k, v in _flatten(data["hoodie"]).items()}
     spark = data.get("spark")
     if isinstance(spark, dict) and isinstance(spark.get("conf"), dict):
-        spark["conf"] = {_prefixed(k, "spark."): str(v) for k, v in _flatten(spark["conf"]).items()}
+        spark["conf"] = {_prefixed(k, "spark."): _option_text(v) for k, v in _flatten(spark["conf"]).items()}
     return data
+
+
+def _option_text(value: Any) -> str:
+    """YAML's true/false back to the lower-case text Spark and Hudi document."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _prefixed(key: str, prefix: str) -> str:

@@ -1,0 +1,44 @@
+# loglake: `make demo` runs the main job locally, `make test` runs the tests. `make help` lists all.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+system: ## Debian packages the jobs need (Java 17, Maven), installed only where missing
+	@bash deploy/local/system-deps.sh
+
+$(STAMP): pyproject.toml | system
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## venv, Python deps, Spark/Hudi/Kafka jars (cached in ~/.cache/loglake)
+	$(BIN)/loglake setup
+
+demo: setup ## local Kafka + synthetic logs + ingest into a Hudi MOR table + summary
+	$(BIN)/loglake demo
+
+test: setup ## the whole test suite (real Kafka, Spark, Hudi)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check loglake ingest gdpr compaction bench
+	$(BIN)/mypy
+
+bench: setup ## ingest benchmark, prints JSON (MESSAGES=... to size it)
+	$(BIN)/python -m bench.ingest $(if $(MESSAGES),--messages $(MESSAGES))
+
+clean: ## remove the venv and caches (not the jar cache)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+.PHONY: help system setup demo test lint bench clean

@@ -1,0 +1,517 @@
+"""A local single-node Apache Kafka broker (KRaft, combined broker and controller) on 127.0.0.1.
+
+The broker runs from the Maven jars that :mod:`loglake.jars` caches, as a detached ``java``
+process, so it outlives the command that started it (``loglake kafka start``) and serves tests,
+the demo and the benchmark alike. Everything it owns lives in one data folder::
+
+    server.properties  log4j.properties  broker.log  broker.pid  broker.lock  logs/ (log.dirs)
+
+A data folder has at most one broker; :func:`start` on a folder whose broker is up returns its
+address, and :func:`stop` ends it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from loglake import jars
+from loglake.errors import BrokerError, SetupError
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+DEFAULT_PARTITIONS = 4
+SERVER_PROPERTIES = "server.properties"
+LOG4J_PROPERTIES = "log4j.properties"
+BROKER_LOG = "broker.log"
+PID_FILE = "broker.pid"
+LOCK_FILE = "broker.lock"
+LOG_DIRS = "logs"
+MAIN_CLASS = "kafka.Kafka"
+HEAP_OPTS = ("-Xms256m", "-Xmx512m")
+LOG_TAIL_LINES = 25
+
+# Kafka's own loggers write a line per partition, segment and metadata record at INFO, which buries
+# startup and errors in tests that make many topics: they go to WARN, except the two that log
+# "Kafka Server started" and fatal exits.
+_LOG4J = """\
+log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka=WARN
+log4j.logger.org.apache.kafka=WARN
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.kafka.Kafka$=INFO
+log4j.logger.kafka.server.KafkaRaftServer=INFO
+log4j.logger.org.apache.zookeeper=WARN
+"""
+
+
+def default_data_dir() -> Path:
+    """The data folder used when none is given: ``$LOGLAKE_HOME/kafka``."""
+    return jars.loglake_home() / "kafka"
+
+
+def start(port: int = 9092, data_dir: Path | None = None, *, wait_seconds: float = 60) -> str:
+    """Start a broker for ``data_dir`` on ``127.0.0.1:port`` and wait until it answers.
+
+    Idempotent: if the folder's broker is already running and answering, its address is returned
+    (with a warning when it listens on another port than ``port``). Storage is formatted on the
+    first start only, so topics survive a stop and start.
+
+    Args:
+        port: The PLAINTEXT port clients connect to. The controller gets a second, free port.
+        data_dir: Folder for configuration, logs and topic data (default ``$LOGLAKE_HOME/kafka``).
+        wait_seconds: How long to wait for the broker to answer a metadata request.
+
+    Returns:
+        The bootstrap address, ``"127.0.0.1:<port>"``.
+
+    Raises:
+        BrokerError: The port is taken, formatting failed, or the broker exited or did not answer
+            in time; the message carries the last lines of ``broker.log``.
+        SetupError: ``java`` is missing or the Kafka jars cannot be resolved.
+    """
+    if not 0 < port < 65536:
+        raise BrokerError(f"port {port} is not a TCP port; expected 1-65535")
+    data = _resolve_dir(data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    # Two starts on one folder at once would both format and launch, and one pid file would lose.
+    with _folder_lock(data):
+        return _start_locked(data, port, wait_seconds)
+
+
+def _start_locked(data: Path, port: int, wait_seconds: float) -> str:
+    running = _running_pid(data)
+    if running is not None:
+        return _adopt_running(data, running, port, wait_seconds)
+
+    if not _port_is_free(port):
+        raise BrokerError(
+            f"port {port} on {HOST} is already in use by another process; "
+            f"pick another with --port or stop what listens there"
+        )
+    java = _java()
+    classpath = _classpath()
+    controller_port = _controller_port(data, avoid=port)
+    _write_config(data, port, controller_port)
+    _format_storage(data, java, classpath)
+
+    log_file = data / BROKER_LOG
+    cmd = [
+        java,
+        *HEAP_OPTS,
+        "-XX:+ExitOnOutOfMemoryError",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j.configuration=file:{data / LOG4J_PROPERTIES}",
+        "-cp",
+        classpath,
+        MAIN_CLASS,
+        str(data / SERVER_PROPERTIES),
+    ]
+    with log_file.open("wb") as out:
+        # A new session keeps the broker alive after the starting command exits and out of the
+        # terminal's Ctrl-C; stdout goes to a file so no caller waits on an inherited pipe.
+        proc = subprocess.Popen(
+            cmd, cwd=data, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    _children[proc.pid] = proc
+    (data / PID_FILE).write_text(f"{proc.pid}\n")
+    bootstrap = f"{HOST}:{port}"
+    log.info("started Kafka broker pid %d at %s (data %s)", proc.pid, bootstrap, data)
+    try:
+        _wait_until_answering(bootstrap, proc.pid, data, wait_seconds)
+    except BrokerError:
+        # A broker that never answered is of no use to anyone; do not leave it behind.
+        _terminate(proc.pid, timeout=10)
+        (data / PID_FILE).unlink(missing_ok=True)
+        raise
+    return bootstrap
+
+
+def stop(data_dir: Path | None = None, *, timeout: float = 30) -> bool:
+    """Stop the broker of ``data_dir``: SIGTERM, then SIGKILL after ``timeout`` seconds.
+
+    Args:
+        data_dir: The folder given to :func:`start` (default ``$LOGLAKE_HOME/kafka``).
+        timeout: Seconds to wait for a clean shutdown before killing the process.
+
+    Returns:
+        True if a broker was running and is now stopped; False if none was running (a stale pid
+        file is removed).
+    """
+    data = _resolve_dir(data_dir)
+    if not data.is_dir():
+        return False
+    pid_file = data / PID_FILE
+    with _folder_lock(data):
+        pid = _running_pid(data)
+        if pid is None:
+            pid_file.unlink(missing_ok=True)
+            return False
+        _terminate(pid, timeout=timeout)
+        pid_file.unlink(missing_ok=True)
+    log.info("stopped Kafka broker pid %d (data %s)", pid, data)
+    return True
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int = DEFAULT_PARTITIONS) -> None:
+    """Create ``topic`` with ``partitions`` partitions and replication factor 1.
+
+    Idempotent: an existing topic is left as it is, whatever its partition count. Returns once the
+    topic's partitions are visible in the broker's metadata, so producers can start at once.
+
+    Raises:
+        BrokerError: The broker did not answer or refused the topic.
+    """
+    if partitions < 1:
+        raise BrokerError(f"topic {topic!r}: partitions {partitions} must be at least 1")
+    admin = AdminClient(_client_config(bootstrap))
+    future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic]
+    try:
+        future.result(timeout=30)
+    except KafkaException as exc:
+        error = exc.args[0]
+        if not (isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS):
+            raise BrokerError(f"could not create topic {topic!r} at {bootstrap}: {error}") from exc
+        log.debug("topic %s already exists at %s", topic, bootstrap)
+    except TimeoutError as exc:
+        raise BrokerError(f"could not create topic {topic!r}: no answer from {bootstrap} within 30 s") from exc
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            meta = admin.list_topics(topic, timeout=5).topics.get(topic)
+        except KafkaException:
+            meta = None
+        if meta is not None and meta.error is None and meta.partitions:
+            return
+        if time.monotonic() > deadline:
+            raise BrokerError(f"topic {topic!r} was created at {bootstrap} but its partitions never showed up")
+        time.sleep(0.1)
+
+
+# ---------------------------------------------------------------- process bookkeeping
+
+# Brokers started by this Python process. Their exit has to be reaped through Popen, or a stopped
+# broker lingers as a zombie and still looks alive to os.kill(pid, 0).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _resolve_dir(data_dir: Path | None) -> Path:
+    return (data_dir if data_dir is not None else default_data_dir()).expanduser().resolve()
+
+
+@contextlib.contextmanager
+def _folder_lock(data: Path) -> Iterator[None]:
+    """An exclusive lock on the data folder, across processes (the broker does not inherit it)."""
+    with (data / LOCK_FILE).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_pid(data: Path) -> int | None:
+    try:
+        text = (data / PID_FILE).read_text().strip()
+    except FileNotFoundError:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        log.warning("ignoring %s: %r is not a pid", data / PID_FILE, text)
+        return None
+
+
+def _is_alive(pid: int) -> bool:
+    child = _children.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        del _children[pid]
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError):
+        # "pid (comm) S ...": a zombie has exited and only waits for its parent to reap it.
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def _is_our_broker(pid: int, data: Path) -> bool:
+    """Whether ``pid`` is the broker of ``data``, not some other process that reused the pid."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc (macOS): trust the pid file
+    args = [part.decode(errors="replace") for part in cmdline]
+    return MAIN_CLASS in args and str(data / SERVER_PROPERTIES) in args
+
+
+def _running_pid(data: Path) -> int | None:
+    pid = _read_pid(data)
+    if pid is None or not _is_alive(pid) or not _is_our_broker(pid, data):
+        return None
+    return pid
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if _wait_for_exit(pid, timeout):
+        return
+    log.warning("Kafka broker pid %d did not stop within %.0f s; killing it", pid, timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    if not _wait_for_exit(pid, 10):
+        raise BrokerError(f"Kafka broker pid {pid} is still running after SIGKILL")
+
+
+def _wait_for_exit(pid: int, timeout: float) -> bool:
+    child = _children.get(pid)
+    if child is not None:
+        try:
+            child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        del _children[pid]
+        return True
+    deadline = time.monotonic() + timeout
+    while _is_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def _java() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home:
+        candidate = Path(java_home) / "bin" / "java"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+        raise SetupError(f"JAVA_HOME={java_home} has no bin/java; fix JAVA_HOME or unset it to use java on PATH")
+    found = shutil.which("java")
+    if found is None:
+        raise SetupError("java is not on PATH and JAVA_HOME is not set; install Java 17 (`make system`)")
+    return found
+
+
+def _classpath() -> str:
+    paths = jars.resolve(jars.KAFKA_JARS)
+    if not paths:
+        raise SetupError("the Kafka jar folder is empty; run `loglake setup`")
+    # A "dir/*" entry is expanded by java itself and keeps the command line (and ps output) short.
+    return str(paths[0].parent / "*")
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # Kafka binds with SO_REUSEADDR too: a port held only by TIME_WAIT connections is usable.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except PermissionError as exc:
+            raise BrokerError(f"port {port} needs privileges to listen on; use a port above 1023") from exc
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise BrokerError(f"cannot listen on {HOST}:{port}: {exc}") from exc
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def _read_properties(path: Path) -> dict[str, str]:
+    props: dict[str, str] = {}
+    with contextlib.suppress(FileNotFoundError):
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith(("#", "!")) and "=" in line:
+                key, _, value = line.partition("=")
+                props[key.strip()] = value.strip()
+    return props
+
+
+def _listener_port(props: Mapping[str, str], name: str) -> int | None:
+    for listener in props.get("listeners", "").split(","):
+        prefix = f"{name}://"
+        if listener.startswith(prefix):
+            with contextlib.suppress(ValueError):
+                return int(listener.rsplit(":", 1)[1])
+    return None
+
+
+def _controller_port(data: Path, avoid: int) -> int:
+    """The controller port stored in the folder's config if it is still free, else a new free one."""
+    previous = _listener_port(_read_properties(data / SERVER_PROPERTIES), "CONTROLLER")
+    if previous is not None and previous != avoid and _port_is_free(previous):
+        return previous
+    while True:
+        port = _free_port()
+        if port != avoid:
+            return port
+
+
+def _write_config(data: Path, port: int, controller_port: int) -> None:
+    props = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{HOST}:{controller_port}",
+        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(data / LOG_DIRS),
+        "num.partitions": str(DEFAULT_PARTITIONS),
+        "auto.create.topics.enable": "true",
+        # One broker: internal topics cannot have more than one replica.
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        # The default 50 partitions make the first consumer group wait while they are all created.
+        "offsets.topic.num.partitions": "4",
+        "transaction.state.log.num.partitions": "4",
+        # Tests start consumer groups one after another; the 3 s default delays each of them.
+        "group.initial.rebalance.delay.ms": "0",
+    }
+    text = "# Written by loglake.kafka_broker on every start; edits are overwritten.\n"
+    text += "".join(f"{key}={value}\n" for key, value in props.items())
+    (data / SERVER_PROPERTIES).write_text(text)
+    (data / LOG4J_PROPERTIES).write_text(_LOG4J)
+
+
+def _cluster_id() -> str:
+    """A random cluster id in Kafka's format: a UUID as 22 characters of URL-safe base64."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # Kafka's own Uuid.randomUuid() skips these: a leading dash reads as a command-line flag.
+        if not text.startswith("-"):
+            return text
+
+
+def _format_storage(data: Path, java: str, classpath: str) -> None:
+    if (data / LOG_DIRS / "meta.properties").exists():
+        return
+    cluster_id = _cluster_id()
+    cmd = [
+        java,
+        f"-Dlog4j.configuration=file:{data / LOG4J_PROPERTIES}",
+        "-cp",
+        classpath,
+        "kafka.tools.StorageTool",
+        "format",
+        "-t",
+        cluster_id,
+        "-c",
+        str(data / SERVER_PROPERTIES),
+    ]
+    proc = subprocess.run(cmd, cwd=data, capture_output=True, text=True, check=False, timeout=120)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-LOG_TAIL_LINES:])
+        raise BrokerError(f"formatting Kafka storage in {data / LOG_DIRS} failed:\n{tail}")
+    log.info("formatted Kafka storage in %s (cluster id %s)", data / LOG_DIRS, cluster_id)
+
+
+# ---------------------------------------------------------------- readiness
+
+
+def _client_config(bootstrap: str) -> dict[str, Any]:
+    # librdkafka logs connection failures to stderr by default; a Python logger keeps them in the
+    # logging system (they are served only when the client polls, which these short-lived clients
+    # barely do, so refused connections while the broker starts stay quiet).
+    return {"bootstrap.servers": bootstrap, "logger": logging.getLogger("loglake.librdkafka")}
+
+
+def _answers(bootstrap: str, timeout: float) -> bool:
+    try:
+        meta = AdminClient(_client_config(bootstrap)).list_topics(timeout=timeout)
+    except KafkaException:
+        return False
+    return bool(meta.brokers)
+
+
+def _accepts_connections(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(1)
+        return s.connect_ex((HOST, port)) == 0
+
+
+def _log_tail(data: Path) -> str:
+    try:
+        lines = (data / BROKER_LOG).read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return "(no broker.log)"
+    return "\n".join(lines[-LOG_TAIL_LINES:]) or "(broker.log is empty)"
+
+
+def _wait_until_answering(bootstrap: str, pid: int, data: Path, wait_seconds: float) -> None:
+    port = int(bootstrap.rsplit(":", 1)[1])
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        if not _is_alive(pid):
+            raise BrokerError(
+                f"Kafka broker for {data} exited during startup (pid {pid}); last lines of "
+                f"{data / BROKER_LOG}:\n{_log_tail(data)}"
+            )
+        # A plain connect first: the admin client would log every refused attempt while the JVM starts.
+        if _accepts_connections(port) and _answers(bootstrap, timeout=min(5.0, max(0.5, wait_seconds))):
+            return
+        if time.monotonic() > deadline:
+            raise BrokerError(
+                f"Kafka broker pid {pid} did not answer at {bootstrap} within {wait_seconds:.0f} s; last lines "
+                f"of {data / BROKER_LOG}:\n{_log_tail(data)}"
+            )
+        time.sleep(0.25)
+
+
+def _adopt_running(data: Path, pid: int, port: int, wait_seconds: float) -> str:
+    """Return the address of the folder's running broker, once it answers (it may still be starting)."""
+    running_port = _listener_port(_read_properties(data / SERVER_PROPERTIES), "PLAINTEXT")
+    if running_port is None:
+        raise BrokerError(
+            f"a Kafka broker (pid {pid}) runs for {data} but {data / SERVER_PROPERTIES} names no PLAINTEXT "
+            f"listener; stop it with `loglake kafka stop --data {data}`"
+        )
+    bootstrap = f"{HOST}:{running_port}"
+    if running_port != port:
+        log.warning("the broker of %s already runs on port %d, not %d; using it", data, running_port, port)
+    _wait_until_answering(bootstrap, pid, data, wait_seconds)
+    log.info("Kafka broker pid %d already running at %s (data %s)", pid, bootstrap, data)
+    return bootstrap

@@ -1,0 +1,93 @@
+"""Session-scoped Spark and Kafka, and factories for topics, tables and settings.
+
+One SparkSession (local[2], modest memory) and one real KRaft broker serve the whole session; each
+test gets its own topic and table folder, so tests stay independent without paying for new JVMs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loglake.settings import Settings, load_settings
+
+# Spark settings for tests: small and quick. The ingest job itself uses the same session.
+TEST_SPARK_CONF = [
+    "spark.master=local[2]",
+    "spark.driver.memory=2g",
+    "spark.sql.shuffle.partitions=4",
+    "spark.default.parallelism=4",
+    "spark.ui.enabled=false",
+    "spark.sql.streaming.stopTimeout=30s",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep a developer's own LOGLAKE_* variables out (the jar cache location is kept)."""
+    for key in list(os.environ):
+        if key.startswith("LOGLAKE_") and key != "LOGLAKE_HOME":
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from loglake.spark import get_spark
+
+    warehouse = tmp_path_factory.mktemp("warehouse")
+    settings = load_settings(assignments=[*TEST_SPARK_CONF, f"spark.sql.warehouse.dir={warehouse}"])
+    session = get_spark(settings, app_name="loglake-tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real single-node KRaft broker on 127.0.0.1, started by the project's own code."""
+    from loglake import kafka_broker
+
+    data = tmp_path_factory.mktemp("kafka")
+    bootstrap = kafka_broker.start(port=free_port(), data_dir=data)
+    yield bootstrap
+    kafka_broker.stop(data_dir=data)
+
+
+@pytest.fixture
+def topic_factory(kafka_bootstrap: str) -> Callable[..., str]:
+    from loglake import kafka_broker
+
+    def make(partitions: int = 2) -> str:
+        name = f"logs-{uuid.uuid4().hex[:10]}"
+        kafka_broker.create_topic(kafka_bootstrap, name, partitions=partitions)
+        return name
+
+    return make
+
+
+@pytest.fixture
+def settings_factory(tmp_path: Path, kafka_bootstrap: str) -> Callable[..., Settings]:
+    """Settings for one test: its own table folder, the session broker, no metrics port."""
+
+    def make(topic: str, *assignments: str, **overrides: Any) -> Settings:
+        base = {
+            "table.path": str(tmp_path / "logs"),
+            "kafka.bootstrap_servers": kafka_bootstrap,
+            "kafka.topic": topic,
+            "metrics.port": 0,
+        }
+        base.update({k.replace("__", "."): v for k, v in overrides.items()})
+        return load_settings(overrides=base, assignments=[*TEST_SPARK_CONF, *assignments])
+
+    return make

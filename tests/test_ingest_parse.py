@@ -1,0 +1,171 @@
+"""Pure decode/flatten/quarantine transforms on tiny DataFrames: real Spark, no Kafka."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import pytest
+from builders import encode, escape, expected_rows, make_batches, normalize
+
+from ingest import parse
+from loglake.settings import IngestSettings
+
+
+def kafka_df(spark: Any, payloads: list[bytes | None], topic: str = "logs", partition: int = 0) -> Any:
+    rows = [(None, p, topic, partition, i, datetime(2025, 11, 24, 12, 0, 0), 0) for i, p in enumerate(payloads)]
+    schema = (
+        "key binary, value binary, topic string, partition int, offset long, timestamp timestamp, timestampType int"
+    )
+    return spark.createDataFrame(rows, schema)
+
+
+def stage(spark: Any, payloads: list[bytes | None], **settings: Any) -> list[dict[str, Any]]:
+    df = kafka_df(spark, payloads).transform(parse.stage(IngestSettings(**settings)))
+    return [r.asDict(recursive=True) for r in df.collect()]
+
+
+def good(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r["reason_code"] is None]
+
+
+def bad(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(
+        (r for r in rows if r["reason_code"] is not None), key=lambda r: (r["kafka_offset"], r["record_index"] or -1)
+    )
+
+
+@pytest.mark.parametrize(("encoding", "wire"), [("avro", False), ("avro", True), ("json", False)])
+def test_good_batches_flatten_to_one_row_per_record(spark: Any, encoding: str, wire: bool) -> None:
+    batches = make_batches(5, seed=1)
+    rows = stage(spark, [encode(b, encoding, wire) for b in batches], encoding=encoding, confluent_wire_format=wire)
+    assert not bad(rows)
+    got = {r["record_key"]: normalize(r) for r in good(rows)}
+    assert got == expected_rows(batches)
+
+
+def test_record_key_and_kafka_coordinates(spark: Any) -> None:
+    [batch] = make_batches(1, seed=2)
+    batch["service"] = "checkout:eu"
+    rows = good(stage(spark, [encode(batch)]))
+    assert sorted(r["record_key"] for r in rows) == sorted(
+        f"checkout%3Aeu:{batch['batch_id']}:{i}" for i in range(len(batch["records"]))
+    )
+    assert {(r["kafka_topic"], r["kafka_partition"], r["kafka_offset"]) for r in rows} == {("logs", 0, 0)}
+    assert sorted(r["record_index"] for r in rows) == list(range(len(batch["records"])))
+
+
+def test_empty_record_list_yields_no_rows(spark: Any) -> None:
+    [batch] = make_batches(1, seed=3)
+    batch["records"] = []
+    assert stage(spark, [encode(batch)]) == []
+
+
+@pytest.mark.parametrize(
+    ("mangle", "code", "words"),
+    [
+        (lambda p: p + b"\x00\x01", parse.REASON_TRAILING, "trailing data"),
+        (lambda p: p[: len(p) // 2], parse.REASON_NOT_AVRO, "truncated"),
+        (lambda p: b"", parse.REASON_NOT_AVRO, "not a binary-Avro"),
+        (lambda p: b"hello, not avro at all", parse.REASON_NOT_AVRO, "not a binary-Avro"),
+        (lambda p: b'{"batch_id": "x"}', parse.REASON_NOT_AVRO, "not a binary-Avro"),
+        # A string length of about 2^31 must fail cleanly, not allocate.
+        (lambda p: b"\x02a\xfe\xff\xff\xff\x0f", parse.REASON_NOT_AVRO, "not a binary-Avro"),
+    ],
+)
+def test_undecodable_avro_is_quarantined_with_reason(spark: Any, mangle: Any, code: str, words: str) -> None:
+    batches = make_batches(2, seed=4)
+    payloads = [encode(batches[0]), mangle(encode(batches[1]))]
+    rows = stage(spark, payloads)
+    [q] = bad(rows)
+    assert (q["reason_code"], q["kafka_offset"], q["record_index"]) == (code, 1, None)
+    assert words in q["reason"]
+    assert q["raw_value"] == payloads[1]
+    # The good message next to it is untouched.
+    assert {r["record_key"] for r in good(rows)} == set(expected_rows(batches[:1]))
+
+
+def test_too_large_message_names_the_limit(spark: Any) -> None:
+    [batch] = make_batches(1, seed=5)
+    payload = encode(batch)
+    [q] = bad(stage(spark, [payload], max_message_bytes=len(payload) - 1))
+    assert q["reason_code"] == parse.REASON_TOO_LARGE
+    assert f"{len(payload)} bytes" in q["reason"] and "ingest.max_message_bytes" in q["reason"]
+
+
+def test_missing_wire_format_header(spark: Any) -> None:
+    [batch] = make_batches(1, seed=6)
+    [q] = bad(stage(spark, [encode(batch, wire=False)], confluent_wire_format=True))
+    assert q["reason_code"] == parse.REASON_BAD_HEADER
+    assert "confluent_wire_format" in q["reason"]
+
+
+def test_unusable_ts_quarantines_only_that_record(spark: Any) -> None:
+    [batch] = make_batches(1, seed=8, records=(5, 5))
+    batch["records"][2]["ts"] = -1
+    batch["records"][4]["ts"] = 5_000_000_000_000  # year 2128
+    rows = stage(spark, [encode(batch)])
+    assert [(q["record_index"], q["reason_code"]) for q in bad(rows)] == [(2, "bad_ts"), (4, "bad_ts")]
+    assert "record 2: ts -1 is outside" in bad(rows)[0]["reason"]
+    assert json.loads(bad(rows)[0]["record_json"])["event"] == batch["records"][2]["event"]
+    assert sorted(r["record_index"] for r in good(rows)) == [0, 1, 3]
+
+
+def test_json_reasons_name_the_field(spark: Any) -> None:
+    [batch] = make_batches(1, seed=9, records=(3, 3))
+    ok = json.loads(encode(batch, "json"))
+    no_service = {k: v for k, v in ok.items() if k != "service"}
+    wrong_type = {**ok, "sent_at": "yesterday"}
+    bad_records = {
+        **ok,
+        "records": [
+            {k: v for k, v in ok["records"][0].items() if k != "ts"},
+            None,
+            {k: v for k, v in ok["records"][2].items() if k not in ("level", "attributes")},
+        ],
+    }
+    payloads = [
+        b"{not json",
+        json.dumps(no_service).encode(),
+        json.dumps(wrong_type).encode(),
+        json.dumps(bad_records).encode(),
+    ]
+    got = [
+        (q["kafka_offset"], q["record_index"], q["reason_code"], q["reason"])
+        for q in bad(stage(spark, payloads, encoding="json"))
+    ]
+    assert got == [
+        (0, None, "not_json", "not a JSON LogBatch object"),
+        (1, None, "missing_field", "field service is missing or of the wrong type"),
+        (2, None, "missing_field", "field sent_at is missing or of the wrong type"),
+        (3, 0, "bad_ts", "record 0: ts is missing or not epoch milliseconds"),
+        (3, 1, "null_record", "record 1: null instead of a LogRecord"),
+        (3, 2, "missing_field", "record 2: field level is missing"),
+    ]
+
+
+def test_json_attributes_default_to_empty_map(spark: Any) -> None:
+    [batch] = make_batches(1, seed=10, records=(1, 1))
+    doc = json.loads(encode(batch, "json"))
+    del doc["records"][0]["attributes"]
+    [row] = good(stage(spark, [json.dumps(doc).encode()], encoding="json"))
+    assert row["attributes"] == {}
+
+
+def test_quarantine_rows_are_keyed_by_kafka_coordinates(spark: Any) -> None:
+    [batch] = make_batches(1, seed=11, records=(3, 3))
+    batch["records"][1]["ts"] = -5
+    df = kafka_df(spark, [b"junk", encode(batch)], topic="t1", partition=3)
+    q = parse.quarantine_rows(df.transform(parse.stage(IngestSettings())))
+    got = sorted((r["quarantine_key"], r["quarantine_date"], r["batch_id"]) for r in q.collect())
+    assert got == [("t1:3:0:m", "2025-11-24", None), ("t1:3:1:1", "2025-11-24", batch["batch_id"])]
+
+
+def test_log_rows_have_the_table_columns(spark: Any) -> None:
+    from loglake.table import LOG_COLUMNS
+
+    [batch] = make_batches(1, seed=12)
+    df = kafka_df(spark, [encode(batch)]).transform(parse.stage(IngestSettings()))
+    assert tuple(parse.log_rows(df).columns) == LOG_COLUMNS
+    assert escape("a:b") == "a%3Ab"

@@ -1,0 +1,95 @@
+from pathlib import Path
+
+import pytest
+
+from loglake.errors import ConfigError
+from loglake.settings import load_settings, parse_duration
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("5 minutes", 300), ("30 seconds", 30), ("1 hour", 3600), ("250 ms", 0.25), ("2m", 120), ("10s", 10)],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+def test_defaults_derive_quarantine_and_checkpoint_from_table_path() -> None:
+    s = load_settings(overrides={"table.path": "/data/logs/"})
+    assert s.table.effective_quarantine_path == "/data/logs_quarantine"
+    assert s.checkpoint_dir == "/data/logs_checkpoints/loglake_ingest"
+    assert s.ingest.trigger_seconds == 300
+
+
+def test_yaml_file_then_set_then_flags(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "table: {path: /a}\n"
+        "ingest: {trigger: 1 minute, encoding: json}\n"
+        "hoodie:\n  parquet.max.file.size: 1000\n  hoodie.metadata.enable: false\n"
+        "spark:\n  conf:\n    driver.memory: 1g\n"
+    )
+    s = load_settings(
+        cfg, overrides={"table.path": "/b"}, assignments=["ingest.trigger=2 minutes", "spark.ui.enabled=false"]
+    )
+    assert s.table.path == "/b"
+    assert s.ingest.trigger == "2 minutes"
+    assert s.ingest.encoding == "json"
+    assert s.hoodie == {"hoodie.parquet.max.file.size": "1000", "hoodie.metadata.enable": "false"}
+    # Pass-through values given with --set keep their exact text.
+    assert s.spark.conf == {"spark.driver.memory": "1g", "spark.ui.enabled": "false"}
+
+
+def test_kafka_options_keep_dotted_names_and_are_masked() -> None:
+    s = load_settings(
+        assignments=[
+            "kafka.options.kafka.sasl.jaas.config=secret-stuff",
+            "kafka.options.kafka.security.protocol=SASL_SSL",
+        ]
+    )
+    assert s.kafka.options["kafka.sasl.jaas.config"] == "secret-stuff"
+    masked = s.masked()["kafka"]["options"]
+    assert masked["kafka.sasl.jaas.config"] == "****"
+    assert masked["kafka.security.protocol"] == "SASL_SSL"
+
+
+@pytest.mark.parametrize(
+    ("assignment", "named"),
+    [
+        ("ingest.trigger=soon", "ingest.trigger"),
+        ("ingest.trigerr=1 minute", "ingest.trigerr"),
+        ("kafka.bootstrap_servers=nohost", "kafka.bootstrap_servers"),
+        ("metrics.port=70000", "metrics.port"),
+        ("ingest.encoding=xml", "ingest.encoding"),
+        ("ingest.max_message_bytes=0", "ingest.max_message_bytes"),
+        ("table.name=bad-name", "table.name"),
+    ],
+)
+def test_bad_values_name_the_setting(assignment: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=rf"setting {named}\b"):
+        load_settings(assignments=[assignment])
+
+
+def test_missing_table_path_names_the_setting_and_flag() -> None:
+    s = load_settings()
+    with pytest.raises(ConfigError, match=r"table\.path.*--table-path"):
+        s.table.require_path()
+
+
+def test_bad_yaml_names_the_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "broken.yaml"
+    cfg.write_text("table: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml"):
+        load_settings(cfg)
+    with pytest.raises(ConfigError, match=r"missing\.yaml"):
+        load_settings(tmp_path / "missing.yaml")
+
+
+def test_assignment_without_equals_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        load_settings(assignments=["ingest.trigger"])
+
+
+def test_quarantine_path_must_differ_from_table_path() -> None:
+    with pytest.raises(ConfigError, match="quarantine_path"):
+        load_settings(overrides={"table.path": "/x", "table.quarantine_path": "/x/"})

@@ -1,0 +1,56 @@
+"""Record key and partition path: deterministic, unambiguous, time-zone independent."""
+
+from typing import Any
+
+import pytest
+from pyspark.sql import functions as F
+
+from loglake import table
+from loglake.settings import load_settings
+
+
+def test_python_and_spark_keys_agree(spark: Any) -> None:
+    cases = [("api", "b-1", 0), ("svc:a", "b:2", 17), ("100%", "x", 3), ("a%3Ab", "y", 9)]
+    df = spark.createDataFrame(cases, "service string, batch_id string, record_index int")
+    got = [
+        r[0] for r in df.select(table.record_key(F.col("service"), F.col("batch_id"), F.col("record_index"))).collect()
+    ]
+    assert got == [table.record_key_py(*c) for c in cases]
+
+
+def test_keys_are_unambiguous() -> None:
+    # Without escaping these two would both be "a:b:c:0".
+    assert table.record_key_py("a:b", "c", 0) != table.record_key_py("a", "b:c", 0)
+    # A literal "%3A" in a service cannot collide with an escaped colon.
+    assert table.record_key_py("a%3Ab", "c", 0) != table.record_key_py("a:b", "c", 0)
+
+
+@pytest.mark.parametrize("tz", ["UTC", "America/Los_Angeles", "Asia/Kolkata"])
+def test_event_date_is_utc_whatever_the_session_zone(spark: Any, tz: str) -> None:
+    spark.conf.set("spark.sql.session.timeZone", tz)
+    try:
+        millis = [0, 86_399_999, 86_400_000, 1_764_028_799_999, 1_764_028_800_000]
+        df = spark.createDataFrame([(m,) for m in millis], "ms long")
+        got = [r[0] for r in df.select(table.utc_date(F.col("ms"))).collect()]
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", "UTC")
+    assert got == ["1970-01-01", "1970-01-01", "1970-01-02", "2025-11-24", "2025-11-25"]
+
+
+def test_every_writer_shares_key_partition_and_merge_semantics() -> None:
+    s = load_settings(overrides={"table.path": "/t"}, assignments=["hoodie.parquet.max.file.size=1234"])
+    ingest = table.ingest_options(s)
+    assert ingest["hoodie.datasource.write.table.type"] == "MERGE_ON_READ"
+    assert ingest["hoodie.datasource.write.recordkey.field"] == table.RECORD_KEY
+    assert ingest["hoodie.datasource.write.partitionpath.field"] == table.PARTITION_FIELD
+    assert ingest["hoodie.record.merge.mode"] == "COMMIT_TIME_ORDERING"
+    assert ingest["hoodie.parquet.max.file.size"] == "1234"  # user settings win
+    quarantine = table.quarantine_options(s)
+    assert quarantine["hoodie.table.name"] == "logs_quarantine"
+    assert quarantine["hoodie.datasource.write.recordkey.field"] == table.QUARANTINE_KEY
+
+
+def test_user_layout_settings_do_not_leak_into_quarantine() -> None:
+    s = load_settings(overrides={"table.path": "/t"}, assignments=["hoodie.datasource.write.recordkey.field=other"])
+    assert table.ingest_options(s)["hoodie.datasource.write.recordkey.field"] == "other"
+    assert table.quarantine_options(s)["hoodie.datasource.write.recordkey.field"] == table.QUARANTINE_KEY
