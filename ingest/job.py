@@ -43,6 +43,7 @@ class IngestResult:
     table_path: str
     quarantine_path: str
     batches: int
+    messages: int
     records_written: int
     rows_quarantined: int
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
@@ -92,6 +93,7 @@ def run(settings: Settings, *, once: bool = False, metrics: IngestMetrics | None
         table_path=table_path,
         quarantine_path=settings.table.effective_quarantine_path,
         batches=stats.batches,
+        messages=stats.messages,
         records_written=stats.records_written,
         rows_quarantined=stats.quarantined_total,
         quarantined_by_reason=dict(stats.quarantined),

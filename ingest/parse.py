@@ -303,6 +303,16 @@ def flatten(ingested_at: Column | None = None) -> Callable[[DataFrame], DataFram
     return transform
 
 
+def first_row_of_message() -> Column:
+    """True on exactly one staged row per message that has rows: counting it counts messages.
+
+    Every message with records has a row with ``record_index`` 0; a quarantined whole message is
+    one row with a null ``record_index``. A message with an empty ``records`` array has no row.
+    """
+    index = F.col("record_index")
+    return index.isNull() | (index == 0)
+
+
 def log_rows(staged: DataFrame) -> DataFrame:
     """The good rows, projected onto the log table's columns."""
     return staged.where(F.col("reason_code").isNull()).select(*LOG_COLUMNS)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from ingest import parse
 from ingest.metrics import IngestMetrics
@@ -32,6 +33,7 @@ class BatchStats:
     """What the micro-batches of this run did (the driver's own totals)."""
 
     batches: int = 0
+    messages: int = 0
     records_written: int = 0
     quarantined: dict[str, int] = field(default_factory=dict)
     last_batch_id: int | None = None
@@ -68,8 +70,17 @@ class BatchWriter:
         # Cached so that counting and the two writes decode the Kafka batch once, not three times.
         staged = staged.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            counts = {row["reason_code"]: row["count"] for row in staged.groupBy("reason_code").count().collect()}
-            good = counts.pop(None, 0)
+            tally = staged.groupBy("reason_code").agg(
+                F.count(F.lit(1)).alias("rows"), F.sum(parse.first_row_of_message().cast("long")).alias("messages")
+            )
+            counts: dict[str, int] = {}
+            good = messages = 0
+            for row in tally.collect():
+                if row["reason_code"] is None:
+                    good = row["rows"]
+                else:
+                    counts[row["reason_code"]] = row["rows"]
+                messages += row["messages"] or 0
             if counts:
                 self._quarantine(staged, batch_id, counts)
             if good:
@@ -85,12 +96,21 @@ class BatchWriter:
         finally:
             staged.unpersist()
         self.stats.batches += 1
+        self.stats.messages += messages
         self.stats.records_written += good
         self.stats.last_batch_id = batch_id
         self.metrics.batches.inc()
+        self.metrics.input_messages.inc(messages)
+        self.metrics.batch_input_messages.set(messages)
         self.metrics.records_written.inc(good)
         self.metrics.batch_records.set(good)
-        log.info("batch %d: %d records written, %d rows quarantined", batch_id, good, sum(counts.values()))
+        log.info(
+            "batch %d: %d messages, %d records written, %d rows quarantined",
+            batch_id,
+            messages,
+            good,
+            sum(counts.values()),
+        )
 
     def _quarantine(self, staged: DataFrame, batch_id: int, counts: dict[str, int]) -> None:
         bad = parse.quarantine_rows(staged)

@@ -68,7 +68,7 @@ def test_round_trip_spark_and_hudi_rs_agree(
     # Metrics came from the listener and the writer.
     value = metrics.registry.get_sample_value
     assert value("loglake_ingest_records_written_total") == len(expected)
-    assert value("loglake_ingest_input_messages_total") == len(batches)
+    assert value("loglake_ingest_input_messages_total") == len(batches) == result.messages
     assert value("loglake_ingest_batches_total") == result.batches
     assert value("loglake_ingest_last_commit_timestamp_seconds") > 0
     for partition in range(3):
