@@ -37,7 +37,8 @@ def session_conf(settings: Settings) -> dict[str, str]:
     """The full Spark configuration loglake would apply (defaults, jars, then the user's spark.*)."""
     conf = dict(DEFAULT_CONF)
     log4j = resources.files("loglake").joinpath("log4j2.properties")
-    java_opts = f"-Dlog4j2.configurationFile={log4j}"
+    # Lets Hudi's object-size estimator (shaded JOL) attach to its own JVM instead of warning.
+    java_opts = f"-Dlog4j2.configurationFile={log4j} -Djdk.attach.allowAttachSelf=true"
     conf["spark.driver.extraJavaOptions"] = java_opts
     if settings.spark.jars == "maven":
         conf["spark.jars"] = ",".join(str(p) for p in jars.resolve(jars.SPARK_JARS))
