@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from pyspark.errors import StreamingQueryException
+from pyspark.sql import SparkSession
 
 from ingest import parse, source
 from ingest.listener import IngestListener
@@ -87,6 +88,7 @@ def run(settings: Settings, *, once: bool = False, metrics: IngestMetrics | None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise IngestFailedError(f"stream on table {table_path} failed: {first}") from exc
     finally:
+        _drain_listener_bus(spark)
         spark.streams.removeListener(listener)
     stats = writer.stats
     return IngestResult(
@@ -99,6 +101,18 @@ def run(settings: Settings, *, once: bool = False, metrics: IngestMetrics | None
         quarantined_by_reason=dict(stats.quarantined),
         seconds=round(time.monotonic() - started, 3),
     )
+
+
+def _drain_listener_bus(spark: SparkSession, timeout_ms: int = 10_000) -> None:
+    """Let Spark deliver the last progress events before the listener goes away.
+
+    Progress reaches the listener asynchronously; without this the final batch of an ``--once`` run
+    was missing from the metrics.
+    """
+    try:
+        spark.sparkContext._jsc.sc().listenerBus().waitUntilEmpty(timeout_ms)
+    except Exception as exc:  # metrics only; never fail the run for them
+        log.warning("progress events may be incomplete: %s", exc)
 
 
 def _await(query) -> None:  # type: ignore[no-untyped-def]

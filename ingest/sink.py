@@ -84,9 +84,9 @@ class BatchWriter:
             if counts:
                 self._quarantine(staged, batch_id, counts)
             if good:
+                rows, good = self._unique(parse.log_rows(staged), staged, batch_id, good)
                 (
-                    parse.log_rows(staged)
-                    .write.format("hudi")
+                    rows.write.format("hudi")
                     .options(**self.log_options)
                     .options(**self._commit_meta(batch_id))
                     .mode("append")
@@ -111,6 +111,27 @@ class BatchWriter:
             good,
             sum(counts.values()),
         )
+
+    def _unique(self, rows: DataFrame, staged: DataFrame, batch_id: int, count: int) -> tuple[DataFrame, int]:
+        """The rows and their count, one copy per key when a batch arrived twice in this micro-batch.
+
+        Hudi's own pre-combine is off (it shuffled every record of every batch); the rare repeat is
+        found on one row per message and only then deduplicated.
+        """
+        repeats = parse.repeated_batches(staged).limit(LOGGED_BAD_ROWS + 1).collect()
+        if not repeats:
+            return rows, count
+        for row in repeats[:LOGGED_BAD_ROWS]:
+            log.warning(
+                "batch %d: LogBatch %s of service %s arrived %d times; keeping the latest copy",
+                batch_id,
+                row["batch_id"],
+                row["service"],
+                row["copies"],
+            )
+        # Counted apart from the write; the staged batch is cached, so the rare path costs a shuffle.
+        unique = parse.latest_copy_per_key(rows)
+        return unique, unique.count()
 
     def _quarantine(self, staged: DataFrame, batch_id: int, counts: dict[str, int]) -> None:
         bad = parse.quarantine_rows(staged)

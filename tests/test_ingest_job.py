@@ -71,6 +71,7 @@ def test_round_trip_spark_and_hudi_rs_agree(
     assert value("loglake_ingest_input_messages_total") == len(batches) == result.messages
     assert value("loglake_ingest_batches_total") == result.batches
     assert value("loglake_ingest_last_commit_timestamp_seconds") > 0
+    assert value("loglake_ingest_batch_duration_seconds_count") == result.batches
     for partition in range(3):
         assert value("loglake_ingest_kafka_offsets_behind", {"topic": topic, "partition": str(partition)}) == 0
 
@@ -85,9 +86,12 @@ def test_resent_batches_do_not_duplicate(
 ) -> None:
     topic = topic_factory(partitions=2)
     batches = make_batches(30, seed=22)
-    send(kafka_bootstrap, topic, [encode(b) for b in batches])
+    # Retries inside one micro-batch: Hudi's pre-combine is off, so the writer must catch these.
+    send(kafka_bootstrap, topic, [encode(b) for b in batches + batches[20:25]])
     settings = settings_factory(topic)
-    run(settings, once=True)
+    first = run(settings, once=True)
+    assert first.batches == 1
+    assert first.records_written == len(expected_rows(batches))
     # A producer retry sends the same batches again, at new offsets.
     send(kafka_bootstrap, topic, [encode(b) for b in batches[:10]])
     second = run(settings, once=True)
