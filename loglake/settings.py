@@ -106,8 +106,6 @@ class IngestSettings(_Model):
     # Re-encode each decoded batch and compare its length with the payload: binary Avro has no
     # framing, so trailing garbage or another schema's bytes can otherwise decode "successfully".
     strict_avro: bool = True
-    # upsert makes a replayed or re-sent batch overwrite its own keys; insert skips the index lookup.
-    operation: Literal["upsert", "insert"] = "upsert"
     query_name: str = "loglake_ingest"
 
     @field_validator("trigger")

@@ -154,7 +154,9 @@ def ingest_options(settings: Settings) -> dict[str, str]:
     opts = log_table_options(settings)
     opts.update(
         {
-            "hoodie.datasource.write.operation": settings.ingest.operation,
+            # Always upsert: a replayed or re-sent batch must overwrite its own keys (exactly once), and
+            # with the bucket index an upsert costs no index lookup, so insert would gain nothing.
+            "hoodie.datasource.write.operation": "upsert",
             # The stream only writes; compaction runs as its own job (issue 4) so a slow compaction can
             # never hold up ingestion.
             "hoodie.compact.inline": "false",
