@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 
 from ingest import parse
 from ingest.metrics import IngestMetrics
-from loglake import table
+from loglake import retry, table
 from loglake.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,12 +85,17 @@ class BatchWriter:
                 self._quarantine(staged, batch_id, counts)
             if good:
                 rows, good = self._unique(parse.log_rows(staged), staged, batch_id, good)
-                (
+                writer = (
                     rows.write.format("hudi")
                     .options(**self.log_options)
                     .options(**self._commit_meta(batch_id))
                     .mode("append")
-                    .save(self.table_path)
+                )
+                # The batch is cached, so a retry after a lost conflict re-reads nothing from Kafka.
+                retry.on_conflict(
+                    lambda: writer.save(self.table_path),
+                    what=f"batch {batch_id} -> {self.table_path}",
+                    attempts=self.settings.table.conflict_retries,
                 )
                 self.metrics.last_commit.set(time.time())
         finally:
@@ -145,12 +150,11 @@ class BatchWriter:
                 row["kafka_offset"],
                 row["reason"],
             )
-        (
-            bad.write.format("hudi")
-            .options(**self.quarantine_options)
-            .options(**self._commit_meta(batch_id))
-            .mode("append")
-            .save(self.quarantine_path)
+        writer = bad.write.format("hudi").options(**self.quarantine_options).options(**self._commit_meta(batch_id))
+        retry.on_conflict(
+            lambda: writer.mode("append").save(self.quarantine_path),
+            what=f"batch {batch_id} -> {self.quarantine_path}",
+            attempts=self.settings.table.conflict_retries,
         )
         for code, n in counts.items():
             self.stats.quarantined[code] = self.stats.quarantined.get(code, 0) + n

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from pyspark.sql import functions as F
-from pyspark.sql.utils import AnalysisException
 
 from loglake import table
 from loglake.errors import TableError
@@ -17,10 +16,9 @@ def summarize(settings: Settings) -> dict[str, Any]:
     """Row and key counts, rows per partition, commits, and quarantine counts by reason."""
     path = settings.table.require_path()
     spark = get_spark(settings, app_name=f"loglake-summary[{settings.table.name}]")
-    try:
-        logs = spark.read.format("hudi").load(path)
-    except AnalysisException as exc:
-        raise TableError(f"table.path={path} is not a readable Hudi table: {exc}") from None
+    if not table.table_exists(spark, path):
+        raise TableError(f"table.path={path} is not a Hudi table (no .hoodie/hoodie.properties there)")
+    logs = spark.read.format("hudi").load(path)
     totals = logs.agg(
         F.count("*").alias("rows"),
         F.countDistinct("_hoodie_record_key").alias("distinct_keys"),
@@ -35,11 +33,12 @@ def summarize(settings: Settings) -> dict[str, Any]:
         for r in logs.groupBy(table.PARTITION_FIELD).count().orderBy(table.PARTITION_FIELD).collect()
     }
     summary: dict[str, Any] = {"table_path": path, **totals.asDict(), "rows_per_partition": per_partition}
-    try:
-        quarantine = spark.read.format("hudi").load(settings.table.effective_quarantine_path)
+    summary["quarantine"] = {}
+    quarantine_path = settings.table.effective_quarantine_path
+    # The quarantine table exists only once bad input arrived.
+    if table.table_exists(spark, quarantine_path):
+        quarantine = spark.read.format("hudi").load(quarantine_path)
         summary["quarantine"] = {
             r["reason_code"]: r["count"] for r in quarantine.groupBy("reason_code").count().collect()
         }
-    except AnalysisException:
-        summary["quarantine"] = {}
     return summary

@@ -23,3 +23,7 @@ class SourceUnavailableError(LoglakeError):
 
 class TableError(LoglakeError):
     """The table path is missing, is not a Hudi table, or is not the loglake contract."""
+
+
+class WriteConflictError(LoglakeError):
+    """A Hudi commit kept losing optimistic-concurrency conflicts after every retry."""

@@ -75,6 +75,8 @@ class TableSettings(_Model):
     path: str | None = None
     name: str = "logs"
     quarantine_path: str | None = None
+    # Attempts of a commit that loses an optimistic-concurrency conflict to another writer.
+    conflict_retries: int = Field(default=5, ge=1, le=100)
 
     @field_validator("name")
     @classmethod

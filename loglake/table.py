@@ -13,7 +13,7 @@ indexes, bloom filters and commit metadata, where an erasure could not reach the
 
 from __future__ import annotations
 
-from pyspark.sql import Column
+from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
 from loglake.settings import Settings
@@ -134,6 +134,37 @@ LOG_TABLE_LAYOUT = {
     "hoodie.logfile.data.block.format": "parquet",
     # zstd: as fast as snappy here, and gzip (Hudi's default) cost a third of the write time.
     "hoodie.parquet.compression.codec": "zstd",
+    # Hudi 1.0 builds column and partition statistics of every column into the metadata table: the
+    # min and max of user_id or email are personal data, compressed inside HFiles where an erasure
+    # cannot see or reach them. Index only columns that identify no one (ts serves time filters).
+    "hoodie.metadata.index.column.stats.column.list": "ts,level,service,event",
+}
+
+# Several writers share the log table: the stream, the GDPR job, the compaction job. Optimistic
+# concurrency: each commit checks, under a lock, that no commit completed since it started touched
+# the same file groups; the loser fails with HoodieWriteConflictException and its writer retries
+# (loglake.retry). Non-blocking concurrency (NBCC) was tried too and ran 8 ingest and 5 delete commits
+# interleaved with no conflict, but it writes log files only, which hudi-rs 0.5 (the independent
+# reader) sees as an empty table, and it rules out clustering: set it through hoodie.* if neither
+# matters to you.
+MULTI_WRITER = {
+    "hoodie.table.type": TABLE_TYPE,
+    "hoodie.write.concurrency.mode": "OPTIMISTIC_CONCURRENCY_CONTROL",
+    # A lock file beside the timeline: right for one machine or HDFS. On S3 (EMR) set the DynamoDB
+    # provider (deploy/emr); S3 has no atomic create-if-absent for this provider to rely on.
+    "hoodie.write.lock.provider": "org.apache.hudi.client.transaction.lock.FileSystemBasedLockProvider",
+    # Minutes after which a lock left by a killed writer is broken (commits hold it for seconds), and
+    # a wait longer than that: a writer restarted after a SIGKILL waited in vain with Hudi's defaults.
+    "hoodie.write.lock.filesystem.expire": "1",
+    "hoodie.write.lock.client.num_retries": "60",
+    "hoodie.write.lock.client.wait_time_ms_between_retry": "2000",
+    # A failed writer's files are rolled back by the cleaner once its heartbeat expires, never by
+    # another writer that would mistake a live commit for a failed one.
+    "hoodie.clean.failed.writes.policy": "LAZY",
+    # Table services run in one place (the compaction job, or a purge for its own file groups): two
+    # writers compacting inline executed the same plan twice in a trial, which corrupts the table.
+    "hoodie.compact.inline": "false",
+    "hoodie.datasource.compaction.async.enable": "false",
 }
 
 
@@ -146,6 +177,7 @@ def log_table_options(settings: Settings) -> dict[str, str]:
     )
     opts["hoodie.datasource.write.table.type"] = TABLE_TYPE
     opts.update(LOG_TABLE_LAYOUT)
+    opts.update(MULTI_WRITER)
     return opts
 
 
@@ -157,10 +189,20 @@ def ingest_options(settings: Settings) -> dict[str, str]:
             # Always upsert: a replayed or re-sent batch must overwrite its own keys (exactly once), and
             # with the bucket index an upsert costs no index lookup, so insert would gain nothing.
             "hoodie.datasource.write.operation": "upsert",
-            # The stream only writes; compaction runs as its own job (issue 4) so a slow compaction can
-            # never hold up ingestion.
-            "hoodie.compact.inline": "false",
-            "hoodie.datasource.compaction.async.enable": "false",
+        }
+    )
+    opts.update(settings.hoodie)
+    return opts
+
+
+def delete_options(settings: Settings) -> dict[str, str]:
+    """Hudi options of the GDPR job's deletes: by key and partition, so the bucket index needs no lookup."""
+    opts = log_table_options(settings)
+    opts.update(
+        {
+            "hoodie.datasource.write.operation": "delete",
+            # Cleaning is the purge's explicit step (with its own retention), never a side effect.
+            "hoodie.clean.automatic": "false",
         }
     )
     opts.update(settings.hoodie)
@@ -178,13 +220,20 @@ def quarantine_options(settings: Settings) -> dict[str, str]:
         {
             # Rare, small writes that people read raw: copy-on-write keeps them in plain Parquet.
             "hoodie.datasource.write.table.type": "COPY_ON_WRITE",
+            "hoodie.table.type": "COPY_ON_WRITE",
             "hoodie.datasource.write.operation": "upsert",
+            # The stream and the GDPR purge both write it, with the log table's concurrency control.
+            **{k: v for k, v in MULTI_WRITER.items() if k.startswith(("hoodie.write.", "hoodie.clean."))},
         }
     )
     # The user's hoodie.* settings target the log table; only pass on the ones that are not about
-    # its layout (key, partitioning, table type or name).
+    # its layout (key, partitioning, table type or name, index, concurrency mode). Lock provider
+    # settings do pass: both tables must lock through the same service.
     layout = (
         "hoodie.table.",
+        "hoodie.index.",
+        "hoodie.bucket.",
+        "hoodie.write.concurrency.mode",
         "hoodie.datasource.write.recordkey",
         "hoodie.datasource.write.partitionpath",
         "hoodie.datasource.write.table.type",
@@ -192,3 +241,12 @@ def quarantine_options(settings: Settings) -> dict[str, str]:
     )
     opts.update({k: v for k, v in settings.hoodie.items() if not k.startswith(layout)})
     return opts
+
+
+def table_exists(spark: SparkSession, path: str) -> bool:
+    """Whether ``path`` holds a Hudi table, on any file system Hadoop reaches (local, s3://, s3a://)."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    props = jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/.hoodie/hoodie.properties")
+    fs = props.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return bool(fs.exists(props))

@@ -14,6 +14,7 @@ from conftest import free_port
 
 from ingest.job import run
 from ingest.metrics import IngestMetrics
+from ingest.summary import summarize
 from loglake.table import LOG_COLUMNS
 
 pytestmark = pytest.mark.integration
@@ -74,6 +75,12 @@ def test_round_trip_spark_and_hudi_rs_agree(
     assert value("loglake_ingest_batch_duration_seconds_count") == result.batches
     for partition in range(3):
         assert value("loglake_ingest_kafka_offsets_behind", {"topic": topic, "partition": str(partition)}) == 0
+
+    # The summary (the demo's last step) reads it back; no bad input, so no quarantine table.
+    summary = summarize(settings)
+    assert summary["rows"] == summary["distinct_keys"] == len(expected)
+    assert summary["quarantine"] == {}
+    assert not Path(settings.table.effective_quarantine_path).exists()
 
     # Nothing new: a second run commits nothing.
     again = run(settings, once=True)
