@@ -26,7 +26,7 @@ _TRIGGER_RE = re.compile(
     re.IGNORECASE,
 )
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_SECRET_RE = re.compile(r"password|secret|jaas|token|credential|access\.key|session\.key", re.IGNORECASE)
+_SECRET_RE = re.compile(r"password|secret|jaas|token|credential|access\.key|session\.key|salt", re.IGNORECASE)
 
 
 def parse_duration(text: str) -> float:
@@ -131,6 +131,22 @@ class MetricsSettings(_Model):
     pushgateway: str | None = None
 
 
+class GdprSettings(_Model):
+    """The erasure job: ledger, salt, request topic, purge retention."""
+
+    # The erasure ledger table; default the sibling folder <table-path>_gdpr_ledger.
+    ledger_path: str | None = None
+    # Salt of the subject hashes in the ledger. Set it from a secret store in production; unset, a
+    # random salt is created once beside the ledger (<ledger>/.salt) so re-runs hash alike.
+    ledger_salt: str | None = None
+    # Kafka topic of erasure requests (JSON objects like the JSON-lines file), read by a consumer
+    # group whose offsets are committed only after a successful run.
+    requests_topic: str | None = None
+    requests_group: str = "loglake-gdpr"
+    # A purge keeps this many file versions per file group: 1 leaves no older copy behind.
+    purge_file_versions_retained: int = Field(default=1, ge=1)
+
+
 class SparkSettings(_Model):
     """How the SparkSession is built. ``conf`` holds any ``spark.*`` option."""
 
@@ -155,6 +171,7 @@ class Settings(_Model):
     table: TableSettings = Field(default_factory=TableSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    gdpr: GdprSettings = Field(default_factory=GdprSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
     # Any hoodie.* option; applied last to every writer, so it can override loglake's defaults.
     hoodie: dict[str, str] = Field(default_factory=dict)
@@ -181,6 +198,11 @@ class Settings(_Model):
     def checkpoint_dir(self) -> str:
         """Streaming checkpoint: configured, else ``<table-path>_checkpoints/<query name>``."""
         return self.ingest.checkpoint_dir or f"{self.table.require_path()}_checkpoints/{self.ingest.query_name}"
+
+    @property
+    def ledger_path(self) -> str:
+        """The erasure ledger: configured, else ``<table-path>_gdpr_ledger``."""
+        return (self.gdpr.ledger_path or f"{self.table.require_path()}_gdpr_ledger").rstrip("/")
 
     def masked(self) -> dict[str, Any]:
         """The effective settings for the start-up log, with secrets masked."""

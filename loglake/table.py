@@ -222,6 +222,8 @@ def quarantine_options(settings: Settings) -> dict[str, str]:
             "hoodie.datasource.write.table.type": "COPY_ON_WRITE",
             "hoodie.table.type": "COPY_ON_WRITE",
             "hoodie.datasource.write.operation": "upsert",
+            # Raw bytes and record text are personal data: keep their min/max out of the metadata table.
+            "hoodie.metadata.index.column.stats.column.list": "reason_code,kafka_topic,kafka_partition,kafka_offset",
             # The stream and the GDPR purge both write it, with the log table's concurrency control.
             **{k: v for k, v in MULTI_WRITER.items() if k.startswith(("hoodie.write.", "hoodie.clean."))},
         }

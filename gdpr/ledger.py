@@ -1,0 +1,110 @@
+"""The erasure ledger: one row per request, holding a salted hash of the subject, never the identifier.
+
+A small copy-on-write Hudi table beside the log table (``<table-path>_gdpr_ledger``), keyed by
+request id, so re-running a request updates its row instead of adding one. It proves what was
+erased and when, and lets anyone holding an identifier (and the salt) check that it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from pyspark.sql import SparkSession
+from pyspark.sql import types as T
+
+from gdpr.requests import ErasureRequest
+from loglake import retry, storage
+from loglake.errors import ConfigError
+from loglake.settings import Settings
+from loglake.table import MULTI_WRITER
+
+SCHEMA = T.StructType(
+    [
+        T.StructField("request_id", T.StringType(), False),
+        T.StructField("subject_kind", T.StringType(), False),
+        T.StructField("subject_hash", T.StringType(), False),
+        T.StructField("source", T.StringType(), True),
+        T.StructField("received_at", T.TimestampType(), False),
+        T.StructField("completed_at", T.TimestampType(), True),
+        T.StructField("status", T.StringType(), False),
+        T.StructField("records_deleted", T.LongType(), False),
+        T.StructField("verified", T.BooleanType(), True),
+        T.StructField("verification_hits", T.LongType(), True),
+        T.StructField("run_id", T.StringType(), False),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    request_id: str
+    subject_kind: str
+    subject_hash: str
+    source: str
+    received_at: datetime
+    completed_at: datetime | None
+    status: str  # received | deleted | purged | verified | unverified | failed
+    records_deleted: int
+    verified: bool | None
+    verification_hits: int | None
+    run_id: str
+
+
+def subject_hash(salt: str, request: ErasureRequest) -> str:
+    """SHA-256 of salt, kind and identifier: the same subject always hashes alike under one salt."""
+    return hashlib.sha256(f"{salt}\x00{request.kind}\x00{request.value}".encode()).hexdigest()
+
+
+def salt(spark: SparkSession, settings: Settings) -> str:
+    """The configured salt, else one created once beside the ledger and reused by every later run."""
+    if settings.gdpr.ledger_salt:
+        return settings.gdpr.ledger_salt
+    path = f"{settings.ledger_path}/.salt"
+    storage.create_text(spark, path, secrets.token_hex(32))
+    text = storage.read_text(spark, path)
+    if not text:
+        raise ConfigError(f"setting gdpr.ledger_salt is unset and {path} could not be created or read")
+    return text.strip()
+
+
+def options(settings: Settings) -> dict[str, str]:
+    lock = {k: v for k, v in MULTI_WRITER.items() if k.startswith(("hoodie.write.", "hoodie.clean."))}
+    return {
+        "hoodie.table.name": f"{settings.table.name}_gdpr_ledger",
+        "hoodie.datasource.write.recordkey.field": "request_id",
+        "hoodie.datasource.write.partitionpath.field": "",
+        "hoodie.datasource.write.keygenerator.class": "org.apache.hudi.keygen.NonpartitionedKeyGenerator",
+        "hoodie.datasource.write.table.type": "COPY_ON_WRITE",
+        "hoodie.table.type": "COPY_ON_WRITE",
+        "hoodie.datasource.write.operation": "upsert",
+        "hoodie.record.merge.mode": "COMMIT_TIME_ORDERING",
+        "hoodie.datasource.meta.sync.enable": "false",
+        # Two delete jobs may finish at once; the ledger takes the same lock discipline as the table.
+        **lock,
+        "hoodie.write.concurrency.mode": "OPTIMISTIC_CONCURRENCY_CONTROL",
+    }
+
+
+def read(spark: SparkSession, settings: Settings) -> dict[str, LedgerEntry]:
+    """Ledger rows by request id (empty before the first run)."""
+    path = settings.ledger_path
+    if not storage.exists(spark, f"{path}/.hoodie/hoodie.properties"):
+        return {}
+    rows = spark.read.format("hudi").load(path).select(*SCHEMA.fieldNames()).collect()
+    return {r["request_id"]: LedgerEntry(**r.asDict()) for r in rows}
+
+
+def write(spark: SparkSession, settings: Settings, entries: Sequence[LedgerEntry]) -> None:
+    if not entries:
+        return
+    df = spark.createDataFrame([tuple(e.__dict__[f] for f in SCHEMA.fieldNames()) for e in entries], SCHEMA)
+    writer = df.write.format("hudi").options(**options(settings)).mode("append")
+    retry.on_conflict(
+        lambda: writer.save(settings.ledger_path),
+        what=f"ledger {settings.ledger_path}",
+        attempts=settings.table.conflict_retries,
+    )
