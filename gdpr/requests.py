@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from loglake.errors import ConfigError
+
 IdentifierKind = Literal["user_id", "email", "client_ip", "record_key"]
 IDENTIFIER_KINDS: tuple[IdentifierKind, ...] = ("user_id", "email", "client_ip", "record_key")
 KNOWN_FIELDS = ("request_id", *IDENTIFIER_KINDS, "received_at")
@@ -145,7 +147,13 @@ def parse_text(text: str, name: str) -> ParsedRequests:
 
 def parse_file(path: Path) -> ParsedRequests:
     """Parse a JSON-lines or CSV requests file (see :func:`parse_text`)."""
-    return parse_text(path.read_text(encoding="utf-8"), path.name)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--requests {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--requests {path}: not UTF-8 text") from None
+    return parse_text(text, path.name)
 
 
 def parse_messages(messages: Iterable[tuple[str, bytes | None]]) -> ParsedRequests:

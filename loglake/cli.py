@@ -22,6 +22,8 @@ log = logging.getLogger("loglake")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_REJECTED = 3  # the run went through, but some erasure requests were rejected (see the report)
+EXIT_UNVERIFIED = 4  # a purge was refused, or identifiers were still found after it
 
 
 def _print_json(result: Any) -> None:
@@ -122,7 +124,90 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _gdpr_settings(args: argparse.Namespace) -> Any:
+    from loglake.settings import load_settings
+
+    return load_settings(
+        args.config,
+        overrides={
+            "kafka.bootstrap_servers": args.bootstrap_servers,
+            "table.path": args.table_path,
+            "metrics.pushgateway": args.pushgateway,
+            "gdpr.requests_topic": getattr(args, "requests_topic", None),
+        },
+        assignments=args.set,
+    )
+
+
+def _cmd_gdpr_delete(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
+    from gdpr import requests as erasure_requests
+    from gdpr.job import run_delete
+    from gdpr.metrics import GdprMetrics
+    from gdpr.source import requests_from_topic
+
+    settings = _gdpr_settings(args)
+    topic = settings.gdpr.requests_topic
+    if not args.requests and not topic:
+        raise ConfigError("give --requests FILE or --requests-topic TOPIC (setting gdpr.requests_topic)")
+    metrics = GdprMetrics()
+    from_file = erasure_requests.parse_file(args.requests) if args.requests else None
+    source = requests_from_topic(settings, topic) if topic else nullcontext(erasure_requests.ParsedRequests([], []))
+    with source as from_topic:
+        parsed = erasure_requests.ParsedRequests(
+            (from_file.requests if from_file else []) + from_topic.requests,
+            (from_file.rejections if from_file else []) + from_topic.rejections,
+        )
+        for rejection in parsed.rejections:
+            log.warning("rejected erasure request at %s: %s", rejection.source, rejection.reason)
+        result = run_delete(settings, parsed, dry_run=args.dry_run, do_purge=args.purge or args.command_is_purge)
+    _print_json(result)
+    metrics.duration.set(result.seconds.get("total", 0.0))
+    metrics.requests.labels(outcome="accepted").set(result.requests)
+    metrics.requests.labels(outcome="rejected").set(len(result.rejected))
+    metrics.records_deleted.set(result.records_deleted)
+    metrics.file_groups_touched.set(result.file_groups_touched)
+    metrics.file_groups_total.set(result.file_groups_total)
+    if result.verification is not None:
+        metrics.verification_hits.set(result.verification["hits"])
+    if result.verified is False:
+        code = EXIT_UNVERIFIED
+    else:
+        code = EXIT_REJECTED if result.rejected else EXIT_OK
+        if not args.dry_run:
+            metrics.succeeded()
+    if settings.metrics.pushgateway and not args.dry_run:
+        metrics.push(settings.metrics.pushgateway, job="loglake_gdpr", table_name=settings.table.name)
+    return code
+
+
+def _cmd_gdpr_expire(args: argparse.Namespace) -> int:
+    from gdpr.expire import older_than_days, run_expire
+    from gdpr.metrics import GdprMetrics
+
+    settings = _gdpr_settings(args)
+    result = run_expire(settings, older_than_days(args.older_than), dry_run=args.dry_run)
+    _print_json(result)
+    if settings.metrics.pushgateway and not args.dry_run:
+        metrics = GdprMetrics()
+        metrics.partitions_expired.set(len(result.partitions_dropped))
+        metrics.duration.set(result.seconds)
+        metrics.succeeded()
+        metrics.push(settings.metrics.pushgateway, job="loglake_gdpr_expire", table_name=settings.table.name)
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- parser
+
+
+def _add_gdpr_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="YAML settings file (the same file as ingest)")
+    p.add_argument("--table-path", help="overrides table.path")
+    p.add_argument("--bootstrap-servers", help="overrides kafka.bootstrap_servers (retention report, request topic)")
+    p.add_argument("--pushgateway", help="host:port of a Prometheus Pushgateway (overrides metrics.pushgateway)")
+    p.add_argument("--dry-run", action="store_true", help="report what would go, change nothing")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
 
 
 def _add_ingest_flags(p: argparse.ArgumentParser) -> None:
@@ -181,6 +266,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", type=Path, default=None, help="default $LOGLAKE_HOME/demo")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(handler=_cmd_demo)
+
+    gdpr = sub.add_parser("gdpr", help="erase data subjects, purge and verify; retention")
+    gsub = gdpr.add_subparsers(dest="gdpr_command", required=True)
+    for name, purge_only, text in (
+        ("delete", False, "delete the subjects' records (add --purge to remove them physically and verify)"),
+        ("purge", True, "delete, compact, clean and verify: no copy left in any file of the tables"),
+    ):
+        p = gsub.add_parser(name, help=text)
+        _add_gdpr_flags(p)
+        p.add_argument("--requests", type=Path, help="JSON lines or CSV: request_id and one of user_id, email, ...")
+        p.add_argument("--requests-topic", help="read requests from this Kafka topic (overrides gdpr.requests_topic)")
+        if not purge_only:
+            p.add_argument("--purge", action="store_true", help="compact, clean and verify after deleting")
+        p.set_defaults(handler=_cmd_gdpr_delete, command_is_purge=purge_only, purge=purge_only)
+    p = gsub.add_parser("expire", help="drop event_date partitions older than a limit")
+    _add_gdpr_flags(p)
+    p.add_argument("--older-than", required=True, help="e.g. 30d")
+    p.set_defaults(handler=_cmd_gdpr_expire)
 
     table = sub.add_parser("table", help="inspect the log table")
     tsub = table.add_subparsers(dest="table_command", required=True)

@@ -183,3 +183,81 @@ def test_wrong_table_path_fails_and_deletes_nothing(table_copy: Any, tmp_path: P
     with pytest.raises(TableError, match="nope"):
         run_delete(wrong, parse_text('{"request_id": "r", "user_id": "u"}', "r.jsonl"))
     assert not (tmp_path / "nope_gdpr_ledger").exists()
+
+
+def test_expire_drops_only_partitions_older_than_the_limit(spark: Any, table_copy: Any) -> None:
+    from datetime import date
+
+    from gdpr.expire import run_expire
+
+    settings, expected = table_copy
+    path = Path(settings.table.path)
+    days = sorted({v["event_date"] for v in expected.values()})
+    assert len(days) == 3
+    newest = date.fromisoformat(days[-1])
+
+    dry = run_expire(settings, 1, dry_run=True, today=newest)
+    assert dry.partitions_dropped == [f"event_date={days[0]}"] and dry.files_cleaned == 0
+    assert len(read_hudi_rs(str(path))) == len(expected)
+
+    result = run_expire(settings, 1, today=newest)  # keep yesterday and today
+
+    assert result.partitions_dropped == [f"event_date={days[0]}"]
+    assert result.partitions_kept == 2
+    kept = {k: v for k, v in expected.items() if v["event_date"] != days[0]}
+    got = {r["record_key"]: normalize(r) for r in read_hudi_rs(str(path)).to_pylist()}
+    assert got == kept
+    assert spark.read.format("hudi").load(str(path)).count() == len(kept)
+    # The dropped day's data files are gone from storage, not only from the view.
+    leftovers = [p for p in (path / f"event_date={days[0]}").glob("*") if p.suffix == ".parquet" or ".log." in p.name]
+    assert leftovers == []
+
+
+def test_cli_reads_requests_from_kafka_and_exit_code_says_some_were_rejected(
+    source_table: Any, table_copy: Any, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from loglake import kafka_broker
+
+    settings, expected = table_copy
+    user = _subjects(expected, source_table[2])["user_id"]
+    topic = f"erasure-{tmp_path.name[-8:]}"
+    kafka_broker.create_topic(kafka_bootstrap, topic, partitions=1)
+    send(kafka_bootstrap, topic, [json.dumps({"request_id": "k1", "user_id": user}).encode(), b"{oops"])
+    config = tmp_path / "gdpr.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "kafka": {"bootstrap_servers": kafka_bootstrap, "topic": settings.kafka.topic},
+                "table": {"path": settings.table.path},
+                "spark": {"conf": {"spark.master": "local[1]", "spark.ui.enabled": "false"}},
+            }
+        )
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "loglake.cli",
+        "gdpr",
+        "delete",
+        "--config",
+        str(config),
+        "--requests-topic",
+        topic,
+    ]
+
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert first.returncode == 3, first.stderr[-3000:]
+    report = json.loads(first.stdout[first.stdout.index("{") :])
+    assert report["rejected"] == [{"source": f"{topic}[0]@1", "reason": report["rejected"][0]["reason"]}]
+    n = sum(1 for v in expected.values() if v["user_id"] == user)
+    assert report["records_deleted"] == n > 0
+    assert len(read_hudi_rs(settings.table.path)) == len(expected) - n
+
+    # Offsets were committed after the run: a second run finds no new request.
+    second = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert json.loads(second.stdout[second.stdout.index("{") :])["requests"] == 0

@@ -1,0 +1,46 @@
+"""The GDPR job's metrics (``loglake_gdpr_*``), pushed to a Pushgateway at the end of each run."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from loglake.metrics import push
+
+
+@dataclass
+class GdprMetrics:
+    """One run's figures; gauges, because a transient job's registry lives for one run."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.duration = Gauge("loglake_gdpr_run_duration_seconds", "Wall time of the last run.", registry=r)
+        self.requests = Gauge(
+            "loglake_gdpr_requests", "Erasure requests in the last run, by outcome.", ["outcome"], registry=r
+        )
+        self.records_deleted = Gauge("loglake_gdpr_records_deleted", "Records deleted by the last run.", registry=r)
+        self.file_groups_touched = Gauge(
+            "loglake_gdpr_file_groups_touched", "File groups the last run's deletes rewrote.", registry=r
+        )
+        self.file_groups_total = Gauge("loglake_gdpr_file_groups_total", "File groups of the table.", registry=r)
+        self.verification_hits = Gauge(
+            "loglake_gdpr_verification_hits",
+            "Identifiers of erased subjects still found in files after the last purge (must be 0).",
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "loglake_gdpr_last_success_timestamp_seconds", "Unix time the last run succeeded.", registry=r
+        )
+        self.partitions_expired = Gauge(
+            "loglake_gdpr_partitions_expired", "Partitions dropped by the last retention run.", registry=r
+        )
+
+    def succeeded(self) -> None:
+        self.last_success.set(time.time())
+
+    def push(self, gateway: str, job: str, table_name: str) -> None:
+        push(self.registry, gateway, job=job, grouping_key={"table": table_name})
