@@ -36,13 +36,17 @@ START_DAY = "2026-10-01"
 
 
 def synthetic_logs(spark: SparkSession, records: int, subjects: int, days: int) -> DataFrame:
-    """``records`` log rows over ``days`` days; subject ``s-NNN`` has 10 records, all on one day."""
+    """``records`` log rows over ``days`` days; subject ``gdpr-subject-NNN`` has 10 records, all on one day.
+
+    Subject ids are long enough not to occur by chance inside other strings: the verifier searches
+    files for substrings, and ``s-001`` was found inside Hudi's own ``col-stats-0010`` file names.
+    """
     i = F.col("id")
     n_subject_rows = subjects * RECORDS_PER_SUBJECT
     subject_no = (i / RECORDS_PER_SUBJECT).cast("long")
     is_subject = i < n_subject_rows
     day = F.when(is_subject, subject_no % days).otherwise(F.pmod(F.xxhash64(i, F.lit(1)), F.lit(days)))
-    user = F.when(is_subject, F.format_string("s-%03d", subject_no)).otherwise(
+    user = F.when(is_subject, F.format_string("gdpr-subject-%03d", subject_no)).otherwise(
         F.format_string("u-%06d", F.pmod(F.xxhash64(i, F.lit(2)), F.lit(500_000)))
     )
     millis = (
@@ -83,7 +87,7 @@ def synthetic_logs(spark: SparkSession, records: int, subjects: int, days: int) 
 
 
 def _requests(subjects: range) -> str:
-    return "\n".join(json.dumps({"request_id": f"r{n}", "user_id": f"s-{n:03d}"}) for n in subjects)
+    return "\n".join(json.dumps({"request_id": f"r{n}", "user_id": f"gdpr-subject-{n:03d}"}) for n in subjects)
 
 
 def _timed(fn: Any) -> tuple[Any, float]:
@@ -146,13 +150,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "file_groups_touched": result.file_groups_touched,
         }
         remaining, _ = _timed(
-            lambda: spark.read.format("hudi").load(path).where(F.col("user_id").startswith("s-")).count()
+            lambda: spark.read.format("hudi").load(path).where(F.col("user_id").startswith("gdpr-subject-")).count()
         )
 
         # The naive way, on a copy of the table as it was: read all, filter, overwrite all.
         naive_path = str(work / "naive")
         data.write.format("hudi").options(**{**opts, "hoodie.table.name": "naive"}).mode("overwrite").save(naive_path)
-        wanted = [f"s-{n:03d}" for n in range(args.subjects)]
+        wanted = [f"gdpr-subject-{n:03d}" for n in range(args.subjects)]
 
         def naive() -> None:
             kept = spark.read.format("hudi").load(naive_path).where(~F.col("user_id").isin(wanted))
@@ -184,15 +188,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "file_groups_touched": result.file_groups_touched,
             "touched_by_subjects": scaling,
             "verification_hits": result.verification["hits"] if result.verification else None,
+            "files_with_hits": sorted(result.verification["files_with_hits"])[:5] if result.verification else None,
             "subject_records_left": remaining,
             "naive_seconds": naive_seconds,
             "speedup_vs_naive": round(naive_seconds / delete_seconds, 1) if delete_seconds else None,
             "settings": args.set,
+            "work_dir": str(work),
             "machine": machine(),
         }
     finally:
         spark.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
@@ -202,6 +209,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--driver-memory", default="6g")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--keep", action="store_true", help="keep the tables (printed path) for inspection")
     print(json.dumps(run(parser.parse_args()), indent=2))
 
 

@@ -77,7 +77,7 @@ def _file_groups(spark: SparkSession, path: str) -> set[tuple[str, str]]:
         if f.name.endswith(".crc"):
             continue
         partition = rel.rsplit("/", 1)[0]
-        groups.add((partition, f.name.lstrip(".").split("_", 1)[0]))
+        groups.add((partition, resolve.file_group_of(f.name)))
     return groups
 
 

@@ -37,9 +37,11 @@ def session_conf(settings: Settings) -> dict[str, str]:
     """The full Spark configuration loglake would apply (defaults, jars, then the user's spark.*)."""
     conf = dict(DEFAULT_CONF)
     log4j = resources.files("loglake").joinpath("log4j2.properties")
-    # Lets Hudi's object-size estimator (shaded JOL) attach to its own JVM instead of warning.
-    java_opts = f"-Dlog4j2.configurationFile={log4j} -Djdk.attach.allowAttachSelf=true"
-    conf["spark.driver.extraJavaOptions"] = java_opts
+    # Hudi's object-size estimator (shaded JOL) would try to attach the Serviceability Agent (slow, and
+    # refused in containers); it sizes objects fine without it.
+    jol = "-Djdk.attach.allowAttachSelf=true -Djol.skipHotspotSAAttach=true"
+    conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={log4j} {jol}"
+    conf["spark.executor.extraJavaOptions"] = jol
     if settings.spark.jars == "maven":
         conf["spark.jars"] = ",".join(str(p) for p in jars.resolve(jars.SPARK_JARS))
     elif settings.spark.jars == "packages":
@@ -70,4 +72,9 @@ def get_spark(settings: Settings, app_name: str) -> SparkSession:
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("LOGLAKE_SPARK_LOG_LEVEL", "WARN"))
+    # Our stdout carries the JSON reports; the JVM's own prints (Hudi's shaded JOL warns there even
+    # when told not to attach) belong with its logs on stderr.
+    jvm = spark.sparkContext._jvm
+    if jvm is not None:
+        jvm.java.lang.System.setOut(jvm.java.lang.System.err)
     return spark

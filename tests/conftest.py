@@ -64,6 +64,38 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     kafka_broker.stop(data_dir=data)
 
 
+@pytest.fixture(scope="session")
+def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus Pushgateway (Debian's prometheus-pushgateway) on 127.0.0.1; yields host:port."""
+    import shutil
+    import subprocess
+    import time
+    import urllib.request
+
+    binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
+    if binary is None:
+        pytest.fail("prometheus-pushgateway is not installed: run `make system` (deploy/local/system-deps.sh)")
+    address = f"127.0.0.1:{free_port()}"
+    log = tmp_path_factory.mktemp("pushgateway") / "pushgateway.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([binary, f"--web.listen-address={address}"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{address}/-/ready", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"pushgateway did not start:\n{log.read_text()[-2000:]}")
+                time.sleep(0.2)
+        yield address
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 @pytest.fixture
 def topic_factory(kafka_bootstrap: str) -> Callable[..., str]:
     from loglake import kafka_broker

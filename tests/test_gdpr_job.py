@@ -214,7 +214,7 @@ def test_expire_drops_only_partitions_older_than_the_limit(spark: Any, table_cop
 
 
 def test_cli_reads_requests_from_kafka_and_exit_code_says_some_were_rejected(
-    source_table: Any, table_copy: Any, kafka_bootstrap: str, tmp_path: Path
+    source_table: Any, table_copy: Any, kafka_bootstrap: str, pushgateway: str, tmp_path: Path
 ) -> None:
     import json
     import subprocess
@@ -249,15 +249,54 @@ def test_cli_reads_requests_from_kafka_and_exit_code_says_some_were_rejected(
         topic,
     ]
 
-    first = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    first = subprocess.run(
+        [*command, "--pushgateway", pushgateway], capture_output=True, text=True, timeout=300, check=False
+    )
     assert first.returncode == 3, first.stderr[-3000:]
     report = json.loads(first.stdout[first.stdout.index("{") :])
     assert report["rejected"] == [{"source": f"{topic}[0]@1", "reason": report["rejected"][0]["reason"]}]
     n = sum(1 for v in expected.values() if v["user_id"] == user)
     assert report["records_deleted"] == n > 0
     assert len(read_hudi_rs(settings.table.path)) == len(expected) - n
+    # The transient job pushed its figures to the real Pushgateway, grouped by job and table.
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{pushgateway}/metrics", timeout=10) as r:
+        pushed = r.read().decode()
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {
+        (sample.name, sample.labels.get("outcome")): (sample.labels, sample.value)
+        for family in text_string_to_metric_families(pushed)
+        for sample in family.samples
+        if sample.name.startswith("loglake_gdpr_")
+    }
+    labels, value = samples[("loglake_gdpr_records_deleted", None)]
+    assert value == n and labels["job"] == "loglake_gdpr" and labels["table"] == "logs"
+    assert samples[("loglake_gdpr_requests", "rejected")][1] == 1
+    assert samples[("loglake_gdpr_requests", "accepted")][1] == 1
+    assert samples[("loglake_gdpr_last_success_timestamp_seconds", None)][1] > 0
 
     # Offsets were committed after the run: a second run finds no new request.
     second = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert second.returncode == 0, second.stderr[-2000:]
     assert json.loads(second.stdout[second.stdout.index("{") :])["requests"] == 0
+
+
+def test_purge_refuses_while_a_savepoint_pins_old_files(spark: Any, source_table: Any, table_copy: Any) -> None:
+    settings, expected = table_copy
+    path = settings.table.path
+    timeline = Path(path) / ".hoodie" / "timeline"
+    latest = max(p.name.split("_")[0] for p in timeline.iterdir() if p.name.endswith(".deltacommit") and "_" in p.name)
+    spark.sql(f"CALL create_savepoint(path => '{path}', commit_time => '{latest}')").collect()
+    user = _subjects(expected, source_table[2])["user_id"]
+
+    result = run_delete(settings, parse_text(f'{{"request_id": "s1", "user_id": "{user}"}}', "r.jsonl"), do_purge=True)
+
+    assert result.records_deleted > 0  # the delete itself is fine; only the physical purge is refused
+    assert result.purge is not None and "savepoint" in (result.purge["refused"] or "")
+    assert latest in result.purge["refused"]
+    assert result.verified is False
+    assert raw_hits(path, [user]) > 0  # and indeed the old files still hold the subject
+    ledger = spark.read.format("hudi").load(settings.ledger_path).collect()
+    assert [(r["request_id"], r["status"], r["verified"]) for r in ledger] == [("s1", "unverified", False)]

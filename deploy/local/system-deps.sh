@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs the Debian packages loglake needs when they are missing: a Java 17 runtime (Spark, Kafka)
-# and Maven (one-time jar resolution). Python 3.11 itself is expected on the machine.
+# Installs the Debian packages loglake needs when they are missing: a Java 17 runtime (Spark, Kafka),
+# Maven (one-time jar resolution), and Prometheus, its Pushgateway and promtool (metrics tests).
+# Python 3.11 itself is expected on the machine.
 set -euo pipefail
 need=()
 java_major() { java -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print v[1]}'; }
 if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then need+=(openjdk-17-jre-headless); fi
 command -v mvn >/dev/null || need+=(maven)
+command -v prometheus >/dev/null || need+=(prometheus)
+command -v prometheus-pushgateway >/dev/null || need+=(prometheus-pushgateway)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null; then
   echo "missing: ${need[*]}; install them (Debian/Ubuntu: apt-get install ${need[*]})" >&2
@@ -14,4 +17,15 @@ fi
 SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
 echo "installing ${need[*]}"
 $SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+# The Prometheus packages would start system-wide daemons on :9090/:9091; loglake's tests start their
+# own on free ports, so forbid service starts for the duration of the install.
+policy=/usr/sbin/policy-rc.d
+added_policy=false
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod +x "$policy"
+  added_policy=true
+fi
+cleanup() { if [ "$added_policy" = true ]; then $SUDO rm -f "$policy"; fi; }
+trap cleanup EXIT
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
