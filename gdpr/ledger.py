@@ -73,6 +73,8 @@ def salt(spark: SparkSession, settings: Settings) -> str:
 
 def options(settings: Settings) -> dict[str, str]:
     lock = {k: v for k, v in MULTI_WRITER.items() if k.startswith(("hoodie.write.", "hoodie.clean."))}
+    # The configured lock service (DynamoDB on EMR) guards the ledger too: a lock file is unsafe on S3.
+    lock.update({k: v for k, v in settings.hoodie.items() if k.startswith("hoodie.write.lock.")})
     return {
         "hoodie.table.name": f"{settings.table.name}_gdpr_ledger",
         "hoodie.datasource.write.recordkey.field": "request_id",

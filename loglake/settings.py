@@ -9,6 +9,7 @@ An invalid value fails at start with the dotted name of the setting.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -302,6 +303,10 @@ def _format_error(exc: ValidationError) -> str:
     return "; ".join(lines)
 
 
+# Environment variables that set a secret setting (between the YAML file and --set in precedence).
+SECRET_ENV = {"LOGLAKE_LEDGER_SALT": "gdpr.ledger_salt"}
+
+
 def load_settings(
     config: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -313,6 +318,10 @@ def load_settings(
         ConfigError: naming the setting whose value is bad.
     """
     tree: dict[str, Any] = _read_yaml(config) if config else {}
+    # Secrets come from the environment, so they need not be written into a settings file.
+    for env, dotted in SECRET_ENV.items():
+        if os.environ.get(env):
+            _assign(tree, dotted, os.environ[env])
     for item in assignments:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():

@@ -93,3 +93,10 @@ def test_assignment_without_equals_is_rejected() -> None:
 def test_quarantine_path_must_differ_from_table_path() -> None:
     with pytest.raises(ConfigError, match="quarantine_path"):
         load_settings(overrides={"table.path": "/x", "table.quarantine_path": "/x/"})
+
+
+def test_ledger_salt_from_the_environment_and_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOGLAKE_LEDGER_SALT", "pepper-123")
+    settings = load_settings(assignments=["table.path=/x"])
+    assert settings.gdpr.ledger_salt == "pepper-123"
+    assert settings.masked()["gdpr"]["ledger_salt"] == "****"
