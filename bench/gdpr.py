@@ -181,6 +181,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "resolve_full_rows_seconds": resolve_full,
             "resolved_records": [pruned, full],
             "delete_seconds": result.seconds["delete"],
+            "job_stage_seconds": result.seconds,
             "resolve_plus_delete_seconds": round(delete_seconds, 2),
             "purge_seconds": result.seconds.get("purge"),
             "verify_seconds": result.seconds.get("verify"),
