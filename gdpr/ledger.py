@@ -20,7 +20,7 @@ from gdpr.requests import ErasureRequest
 from loglake import retry, storage
 from loglake.errors import ConfigError
 from loglake.settings import Settings
-from loglake.table import MULTI_WRITER
+from loglake.table import lock_options
 
 SCHEMA = T.StructType(
     [
@@ -72,9 +72,7 @@ def salt(spark: SparkSession, settings: Settings) -> str:
 
 
 def options(settings: Settings) -> dict[str, str]:
-    lock = {k: v for k, v in MULTI_WRITER.items() if k.startswith(("hoodie.write.", "hoodie.clean."))}
-    # The configured lock service (DynamoDB on EMR) guards the ledger too: a lock file is unsafe on S3.
-    lock.update({k: v for k, v in settings.hoodie.items() if k.startswith("hoodie.write.lock.")})
+    lock = lock_options(settings)
     return {
         "hoodie.table.name": f"{settings.table.name}_gdpr_ledger",
         "hoodie.datasource.write.recordkey.field": "request_id",

@@ -55,9 +55,7 @@ def _options_text(opts: dict[str, str]) -> str:
 
 def _service_options(settings: Settings) -> dict[str, str]:
     """Lock and concurrency settings every table service must share with the writers."""
-    opts = {k: v for k, v in table.MULTI_WRITER.items() if k.startswith(("hoodie.write.", "hoodie.clean."))}
-    opts.update({k: v for k, v in settings.hoodie.items() if k.startswith("hoodie.write.lock.")})
-    return opts
+    return table.lock_options(settings)
 
 
 def _catalog_name(path: str, prefix: str) -> str:

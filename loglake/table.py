@@ -168,6 +168,17 @@ MULTI_WRITER = {
 }
 
 
+def lock_options(settings: Settings) -> dict[str, str]:
+    """Concurrency, lock and failed-write settings every writer of any loglake table shares.
+
+    The user's ``hoodie.write.lock.*`` (DynamoDB on EMR) apply to the quarantine table, the ledger
+    and table services too: one lock service for all, and never a lock file on S3.
+    """
+    opts = {k: v for k, v in MULTI_WRITER.items() if k.startswith(("hoodie.write.", "hoodie.clean."))}
+    opts.update({k: v for k, v in settings.hoodie.items() if k.startswith("hoodie.write.lock.")})
+    return opts
+
+
 def log_table_options(settings: Settings) -> dict[str, str]:
     """Options every writer of the log table shares (key, partitioning, merge mode, layout)."""
     opts = _base_options(
@@ -225,7 +236,7 @@ def quarantine_options(settings: Settings) -> dict[str, str]:
             # Raw bytes and record text are personal data: keep their min/max out of the metadata table.
             "hoodie.metadata.index.column.stats.column.list": "reason_code,kafka_topic,kafka_partition,kafka_offset",
             # The stream and the GDPR purge both write it, with the log table's concurrency control.
-            **{k: v for k, v in MULTI_WRITER.items() if k.startswith(("hoodie.write.", "hoodie.clean."))},
+            **lock_options(settings),
         }
     )
     # The user's hoodie.* settings target the log table; only pass on the ones that are not about

@@ -54,3 +54,32 @@ def test_user_layout_settings_do_not_leak_into_quarantine() -> None:
     s = load_settings(overrides={"table.path": "/t"}, assignments=["hoodie.datasource.write.recordkey.field=other"])
     assert table.ingest_options(s)["hoodie.datasource.write.recordkey.field"] == "other"
     assert table.quarantine_options(s)["hoodie.datasource.write.recordkey.field"] == table.QUARANTINE_KEY
+
+
+def test_every_table_locks_through_the_configured_lock_service() -> None:
+    from gdpr import ledger
+    from loglake.settings import load_settings
+    from loglake.table import delete_options, ingest_options, quarantine_options
+
+    dynamo = "org.apache.hudi.aws.transaction.lock.DynamoDBBasedLockProvider"
+    settings = load_settings(
+        assignments=[
+            "table.path=s3://b/logs",
+            f"hoodie.write.lock.provider={dynamo}",
+            "hoodie.write.lock.dynamodb.table=locks",
+        ]
+    )
+    for opts in (
+        ingest_options(settings),
+        delete_options(settings),
+        quarantine_options(settings),
+        ledger.options(settings),
+    ):
+        assert opts["hoodie.write.lock.provider"] == dynamo
+        assert opts["hoodie.write.lock.dynamodb.table"] == "locks"
+        assert opts["hoodie.write.concurrency.mode"] == "OPTIMISTIC_CONCURRENCY_CONTROL"
+        assert opts["hoodie.clean.failed.writes.policy"] == "LAZY"
+    # Personal columns never get min/max statistics in the metadata table.
+    for opts in (ingest_options(settings), quarantine_options(settings)):
+        indexed = opts["hoodie.metadata.index.column.stats.column.list"].split(",")
+        assert not {"user_id", "email", "client_ip", "raw_value", "record_json", "message"} & set(indexed)
