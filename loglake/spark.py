@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from importlib import resources
 
 from pyspark.sql import SparkSession
@@ -67,6 +68,10 @@ def get_spark(settings: Settings, app_name: str) -> SparkSession:
             except Exception:
                 log.debug("spark option %s cannot change on a running session", key)
         return active
+    if not _under_spark_submit():
+        # Python workers (the GDPR verifier's file scan) need this venv's packages, not whatever
+        # `python3` is first on PATH; on a cluster the launcher sets PYSPARK_PYTHON.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     for key, value in conf.items():
         builder = builder.config(key, value)
