@@ -13,6 +13,7 @@ overwrite) on the same table, with the machine it ran on.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import tempfile
@@ -36,18 +37,20 @@ START_DAY = "2026-10-01"
 
 
 def synthetic_logs(spark: SparkSession, records: int, subjects: int, days: int) -> DataFrame:
-    """``records`` log rows over ``days`` days; subject ``gdpr-subject-NNN`` has 10 records, all on one day.
+    """``records`` log rows over ``days`` days; subject number N (:func:`subject_id`) has 10 records, on one day.
 
-    Subject ids are long enough not to occur by chance inside other strings: the verifier searches
-    files for substrings, and ``s-001`` was found inside Hudi's own ``col-stats-0010`` file names.
+    Every user id, a subject's or not, is 16 hex digits of a hash: subjects sort among everyone
+    else, so Parquet statistics cannot single them out (an earlier ``gdpr-subject-NNN`` prefix let
+    min/max pruning skip most files, which real ids would not), and ids are long enough not to occur
+    by chance inside other strings, which the verifier's substring search needs.
     """
     i = F.col("id")
     n_subject_rows = subjects * RECORDS_PER_SUBJECT
     subject_no = (i / RECORDS_PER_SUBJECT).cast("long")
     is_subject = i < n_subject_rows
     day = F.when(is_subject, subject_no % days).otherwise(F.pmod(F.xxhash64(i, F.lit(1)), F.lit(days)))
-    user = F.when(is_subject, F.format_string("gdpr-subject-%03d", subject_no)).otherwise(
-        F.format_string("u-%06d", F.pmod(F.xxhash64(i, F.lit(2)), F.lit(500_000)))
+    user = F.when(is_subject, _hex_id(F.lit("subject-"), subject_no)).otherwise(
+        _hex_id(F.lit("user-"), F.pmod(F.xxhash64(i, F.lit(2)), F.lit(500_000)))
     )
     millis = (
         F.unix_millis(F.to_timestamp(F.lit(START_DAY)))
@@ -86,8 +89,17 @@ def synthetic_logs(spark: SparkSession, records: int, subjects: int, days: int) 
     )
 
 
+def _hex_id(prefix: F.Column, n: F.Column) -> F.Column:
+    return F.substring(F.sha2(F.concat(prefix, n.cast("string")), 256), 1, 16)
+
+
+def subject_id(n: int) -> str:
+    """The user id of subject ``n``, as :func:`synthetic_logs` writes it."""
+    return hashlib.sha256(f"subject-{n}".encode()).hexdigest()[:16]
+
+
 def _requests(subjects: range) -> str:
-    return "\n".join(json.dumps({"request_id": f"r{n}", "user_id": f"gdpr-subject-{n:03d}"}) for n in subjects)
+    return "\n".join(json.dumps({"request_id": f"r{n}", "user_id": subject_id(n)}) for n in subjects)
 
 
 def _timed(fn: Any) -> tuple[Any, float]:
@@ -101,10 +113,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     settings: Settings = load_settings(
         overrides={"table.path": str(work / "logs"), "metrics.port": 0, "kafka.bootstrap_servers": "127.0.0.1:1"},
         assignments=[
-            "spark.conf.spark.master=local[2]",
-            f"spark.conf.spark.driver.memory={args.driver_memory}",
-            "spark.conf.spark.ui.enabled=false",
-            "spark.conf.spark.sql.shuffle.partitions=8",
+            "spark.master=local[2]",
+            f"spark.driver.memory={args.driver_memory}",
+            "spark.ui.enabled=false",
+            "spark.sql.shuffle.partitions=8",
             *args.set,
         ],
     )
@@ -116,11 +128,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         opts["hoodie.datasource.write.operation"] = "bulk_insert"
         opts.update(settings.hoodie)
         _, build = _timed(lambda: data.write.format("hudi").options(**opts).mode("overwrite").save(path))
-        # A round of upserts gives the file groups log files, as a live table has.
+        # A round of upserts gives the most recent days' file groups log files, as a live table has:
+        # the stream appends to today's partition, and the compaction job turns older logs into base
+        # files. --log-days 0 gives every partition logs (the worst case for resolution).
         upsert = table.ingest_options(settings)
+        recent = F.col(table.PARTITION_FIELD) >= F.date_format(
+            F.date_add(F.lit(START_DAY).cast("date"), args.days - args.log_days), "yyyy-MM-dd"
+        )
         _, logs = _timed(
             lambda: (
                 data.where(F.pmod(F.xxhash64(table.RECORD_KEY), F.lit(50)) == 7)
+                .where(recent if args.log_days else F.lit(True))
                 .write.format("hudi")
                 .options(**upsert)
                 .mode("append")
@@ -130,9 +148,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         total_groups = len(_file_groups(spark, path))
 
         # Resolution: the job's column-pruned lookup vs reading whole rows.
-        subjects = resolve.subjects_frame(spark, parse_text(_requests(range(args.subjects)), "bench").requests)
+        wanted = [subject_id(n) for n in range(args.subjects)]
+        all_requests = parse_text(_requests(range(args.subjects)), "bench").requests
+        subjects = resolve.subjects_frame(spark, all_requests)
         snapshot = spark.read.format("hudi").load(path)
-        pruned, resolve_pruned = _timed(lambda: resolve.match_records(snapshot, subjects).count())
+        pruned, resolve_pruned = _timed(lambda: resolve.match_records(snapshot, all_requests).count())
         full_rows = snapshot.join(
             F.broadcast(subjects.where("kind = 'user_id'")), snapshot["user_id"] == subjects["value"]
         )
@@ -149,14 +169,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "records": result.records_deleted,
             "file_groups_touched": result.file_groups_touched,
         }
-        remaining, _ = _timed(
-            lambda: spark.read.format("hudi").load(path).where(F.col("user_id").startswith("gdpr-subject-")).count()
-        )
+        remaining, _ = _timed(lambda: spark.read.format("hudi").load(path).where(F.col("user_id").isin(wanted)).count())
 
         # The naive way, on a copy of the table as it was: read all, filter, overwrite all.
         naive_path = str(work / "naive")
         data.write.format("hudi").options(**{**opts, "hoodie.table.name": "naive"}).mode("overwrite").save(naive_path)
-        wanted = [f"gdpr-subject-{n:03d}" for n in range(args.subjects)]
 
         def naive() -> None:
             kept = spark.read.format("hudi").load(naive_path).where(~F.col("user_id").isin(wanted))
@@ -173,6 +190,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "subjects": args.subjects,
             "records_to_delete": args.subjects * RECORDS_PER_SUBJECT,
             "days": args.days,
+            "log_days": args.log_days,
             "build_seconds": build,
             "upsert_round_seconds": logs,
             "file_groups_total": total_groups,
@@ -208,6 +226,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=10_000_000)
     parser.add_argument("--subjects", type=int, default=100)
     parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--log-days", type=int, default=2, help="recent days whose file groups get log files")
     parser.add_argument("--driver-memory", default="6g")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--keep", action="store_true", help="keep the tables (printed path) for inspection")

@@ -154,9 +154,8 @@ def run_delete(
         )
     timer.lap("ledger_received")
 
-    subjects = resolve.subjects_frame(spark, requests)
     snapshot = spark.read.format("hudi").load(path)
-    matches = resolve.match_records(snapshot, subjects).persist(StorageLevel.MEMORY_AND_DISK)
+    matches = resolve.match_records(snapshot, requests).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         per_request = {
             r["request_id"]: r["n"] for r in matches.groupBy("request_id").agg(F.count("*").alias("n")).collect()
