@@ -89,7 +89,7 @@ def run_expire(
             what=f"expire of {len(old)} partitions in {path}",
             attempts=settings.table.conflict_retries,
         )
-        cleaned = purge.clean(spark, settings, path, "loglake_expire")
+        cleaned = purge.clean(spark, settings, path, "loglake_expire", table.service_options(settings))
         log.info("dropped %d partitions before %s from %s", len(old), cutoff, path)
     return ExpireResult(
         table_path=path,

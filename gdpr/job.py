@@ -270,10 +270,14 @@ def purge_and_verify(
     else:
         outcome.compaction_instants = purge.compact_partitions(spark, settings, partitions)
         outcome.partitions_compacted = partitions
-        outcome.files_cleaned = purge.clean(spark, settings, path, "loglake_purge_logs")
+        outcome.files_cleaned = purge.clean(
+            spark, settings, path, "loglake_purge_logs", table.service_options(settings)
+        )
         outcome.quarantine_rows_redacted = purge.redact_quarantine(spark, settings, _needles(requests))
         if outcome.quarantine_rows_redacted:
-            outcome.files_cleaned += purge.clean(spark, settings, quarantine_path, "loglake_purge_quarantine")
+            outcome.files_cleaned += purge.clean(
+                spark, settings, quarantine_path, "loglake_purge_quarantine", table.quarantine_options(settings)
+            )
     timer.lap("purge")
     result.purge = asdict(outcome)
     files = storage.list_files(spark, path) + storage.list_files(spark, quarantine_path)

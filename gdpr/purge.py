@@ -8,7 +8,6 @@ redacted (raw bytes and record text nulled, coordinates and reason kept) and the
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from gdpr.verify import Needle
-from loglake import retry, storage, table
+from loglake import retry, services, storage, table
 from loglake.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,29 +45,6 @@ def savepoints(spark: SparkSession, path: str) -> list[str]:
     return sorted(found)
 
 
-def _options_text(opts: dict[str, str]) -> str:
-    for key, value in opts.items():
-        if "," in value or "=" in value:
-            raise ValueError(f"option {key}={value} cannot be passed to a Hudi procedure (contains , or =)")
-    return ",".join(f"{k}={v}" for k, v in opts.items())
-
-
-def _service_options(settings: Settings) -> dict[str, str]:
-    """Lock and concurrency settings every table service must share with the writers."""
-    return table.lock_options(settings)
-
-
-def _catalog_name(path: str, prefix: str) -> str:
-    # run_clean takes a catalog table, not a path: register the folder under a stable session-local name.
-    return f"{prefix}_{hashlib.sha1(path.encode()).hexdigest()[:12]}"  # noqa: S324 - a name, not security
-
-
-def register(spark: SparkSession, path: str, prefix: str) -> str:
-    name = _catalog_name(path, prefix)
-    spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING hudi LOCATION '{path}'")
-    return name
-
-
 def compact_partitions(spark: SparkSession, settings: Settings, partitions: Sequence[str]) -> list[str]:
     """Schedule and run a compaction of just ``partitions`` (values of event_date); returns the instants."""
     if not partitions:
@@ -77,7 +53,7 @@ def compact_partitions(spark: SparkSession, settings: Settings, partitions: Sequ
     # Procedure options are "k=v,k=v": "." stands in for the "=" of the partition path.
     regex = "|".join(f"{table.PARTITION_FIELD}.{p}" for p in sorted(partitions))
     opts = {
-        **_service_options(settings),
+        **table.service_options(settings),
         "hoodie.compaction.strategy": COMPACTION_STRATEGY,
         "hoodie.compaction.partition.path.regex": f"({regex})",
         # Every file group with a log file in those partitions, however small: the point is erasure.
@@ -87,29 +63,26 @@ def compact_partitions(spark: SparkSession, settings: Settings, partitions: Sequ
         "hoodie.compact.inline.trigger.strategy": "NUM_COMMITS",
         "hoodie.compact.inline.max.delta.commits": "1",
     }
-    sql = f"CALL run_compaction(op => 'scheduleandexecute', path => '{path}', options => '{_options_text(opts)}')"
-    rows = retry.on_conflict(
-        lambda: spark.sql(sql).collect(),
-        what=f"purge compaction of {path}",
-        attempts=settings.table.conflict_retries,
-    )
+    sql = f"CALL run_compaction(op => 'scheduleandexecute', path => '{path}')"
+    rows = services.call(spark, settings, sql, what=f"purge compaction of {path}", opts=opts)
     instants = sorted({str(r["timestamp"]) for r in rows if r["timestamp"]})
     log.info("compacted %d partitions of %s (instants %s)", len(partitions), path, instants)
     return instants
 
 
-def clean(spark: SparkSession, settings: Settings, path: str, prefix: str) -> int:
-    """Clean ``path`` keeping ``gdpr.purge_file_versions_retained`` versions per file group; files deleted."""
-    name = register(spark, path, prefix)
+def clean(spark: SparkSession, settings: Settings, path: str, prefix: str, opts: dict[str, str]) -> int:
+    """Clean ``path`` keeping ``gdpr.purge_file_versions_retained`` versions per file group; files deleted.
+
+    ``opts`` are the table's writer options (the log table's or the quarantine's), so the clean's own
+    metadata-table update indexes the same, PII-free, columns.
+    """
+    name = services.register(spark, path, prefix)
     versions = settings.gdpr.purge_file_versions_retained
-    opts = _options_text(_service_options(settings))
     sql = (
         f"CALL run_clean(table => '{name}', clean_policy => 'KEEP_LATEST_FILE_VERSIONS', "
-        f"file_versions_retained => {versions}, options => '{opts}')"
+        f"file_versions_retained => {versions})"
     )
-    rows = retry.on_conflict(
-        lambda: spark.sql(sql).collect(), what=f"clean of {path}", attempts=settings.table.conflict_retries
-    )
+    rows = services.call(spark, settings, sql, what=f"clean of {path}", opts=opts)
     deleted = sum(int(r["total_files_deleted"] or 0) for r in rows)
     log.info("cleaned %s: %d files deleted", path, deleted)
     return deleted

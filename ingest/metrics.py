@@ -57,4 +57,24 @@ class IngestMetrics:
         self.last_commit = Gauge(
             "loglake_ingest_last_commit_timestamp_seconds", "Unix time of the last successful Hudi commit.", registry=r
         )
+        self.pending_compactions = Gauge(
+            "loglake_ingest_pending_compactions",
+            "Compaction plans the stream scheduled that the compaction job has not executed yet.",
+            registry=r,
+        )
+        self.oldest_pending_compaction = Gauge(
+            "loglake_ingest_oldest_pending_compaction_age_seconds",
+            "Age of the oldest compaction plan not yet executed (0 when none).",
+            registry=r,
+        )
+        self.uncompacted_delta_commits = Gauge(
+            "loglake_ingest_uncompacted_delta_commits",
+            "Delta commits newer than the last completed compaction (log files snapshot reads must merge).",
+            registry=r,
+        )
+        self.oldest_uncompacted_delta_commit = Gauge(
+            "loglake_ingest_oldest_uncompacted_delta_commit_age_seconds",
+            "Age of the oldest delta commit no compaction has covered yet (0 when none).",
+            registry=r,
+        )
         self.failures = Counter("loglake_ingest_batch_failures_total", "Micro-batch writes that raised.", registry=r)

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 
 from ingest import parse
 from ingest.metrics import IngestMetrics
-from loglake import retry, table
+from loglake import retry, table, timeline
 from loglake.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,8 @@ class BatchWriter:
         self.metrics.batch_input_messages.set(messages)
         self.metrics.records_written.inc(good)
         self.metrics.batch_records.set(good)
+        if good:
+            self._table_health(staged)
         log.info(
             "batch %d: %d messages, %d records written, %d rows quarantined",
             batch_id,
@@ -116,6 +118,18 @@ class BatchWriter:
             good,
             sum(counts.values()),
         )
+
+    def _table_health(self, staged: DataFrame) -> None:
+        """Compaction backlog gauges, so an alert fires when the compaction job falls behind."""
+        try:
+            health = timeline.health(staged.sparkSession, self.table_path)
+        except Exception as exc:  # a gauge is never worth failing a committed batch
+            log.warning("could not read the timeline of %s for metrics: %s", self.table_path, exc)
+            return
+        self.metrics.pending_compactions.set(len(health.pending_compactions))
+        self.metrics.oldest_pending_compaction.set(health.oldest_pending_compaction_seconds or 0)
+        self.metrics.uncompacted_delta_commits.set(health.uncompacted_delta_commits)
+        self.metrics.oldest_uncompacted_delta_commit.set(health.oldest_uncompacted_delta_commit_seconds or 0)
 
     def _unique(self, rows: DataFrame, staged: DataFrame, batch_id: int, count: int) -> tuple[DataFrame, int]:
         """The rows and their count, one copy per key when a batch arrived twice in this micro-batch.

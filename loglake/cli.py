@@ -198,6 +198,39 @@ def _cmd_gdpr_expire(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_compact(args: argparse.Namespace) -> int:
+    from compaction.job import CompactResult, run_compact
+    from compaction.metrics import CompactionMetrics
+    from loglake.settings import load_settings
+
+    assignments = list(args.set)
+    if args.loop:
+        assignments.append(f"compaction.loop_interval={args.loop}")
+    settings = load_settings(
+        args.config,
+        overrides={"table.path": args.table_path, "metrics.pushgateway": args.pushgateway},
+        assignments=assignments,
+    )
+    metrics = CompactionMetrics()
+
+    def after_round(result: CompactResult) -> None:
+        metrics.update(result)
+        if settings.metrics.pushgateway:
+            metrics.push(settings.metrics.pushgateway, table_name=settings.table.name)
+        if args.loop:
+            print(json.dumps(result.as_dict()["rounds"][-1], sort_keys=True, default=str), flush=True)
+
+    result = run_compact(
+        settings,
+        schedule=args.schedule,
+        until_caught_up=args.until_caught_up,
+        loop=bool(args.loop),
+        on_round=after_round,
+    )
+    _print_json(result.as_dict())
+    return EXIT_OK if result.caught_up or not args.until_caught_up else EXIT_FAILED
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -284,6 +317,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gdpr_flags(p)
     p.add_argument("--older-than", required=True, help="e.g. 30d")
     p.set_defaults(handler=_cmd_gdpr_expire)
+
+    p = sub.add_parser("compact", help="table services: execute compaction plans, cluster, clean, archive")
+    p.add_argument("--config", type=Path, help="YAML settings file (the same file as ingest)")
+    p.add_argument("--table-path", help="overrides table.path")
+    p.add_argument("--pushgateway", help="host:port of a Prometheus Pushgateway (overrides metrics.pushgateway)")
+    p.add_argument("--schedule", action="store_true", help="also plan a compaction of every log written so far")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--until-caught-up", action="store_true", help="repeat rounds until no plan is pending")
+    mode.add_argument("--loop", metavar="INTERVAL", help="repeat rounds forever, e.g. '10 minutes'")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(handler=_cmd_compact)
 
     table = sub.add_parser("table", help="inspect the log table")
     tsub = table.add_subparsers(dest="table_command", required=True)

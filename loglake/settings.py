@@ -148,6 +148,32 @@ class GdprSettings(_Model):
     purge_file_versions_retained: int = Field(default=1, ge=1)
 
 
+class CompactionSettings(_Model):
+    """The table-services job (``loglake compact``): compaction, clustering, cleaning, archiving.
+
+    How plans are chosen and sized is Hudi's (``hoodie.compaction.*``, ``hoodie.clustering.*``,
+    ``hoodie.clean.*``, ``hoodie.keep.*``; defaults in :data:`loglake.table.TABLE_SERVICES`).
+    """
+
+    # --until-caught-up stops after this many rounds even if the stream keeps scheduling plans.
+    max_rounds: int = Field(default=10, ge=1, le=1000)
+    # Pause between rounds of --loop.
+    loop_interval: str = "10 minutes"
+    clustering: bool = True
+    clean: bool = True
+    archive: bool = True
+
+    @field_validator("loop_interval")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def loop_seconds(self) -> float:
+        return parse_duration(self.loop_interval)
+
+
 class SparkSettings(_Model):
     """How the SparkSession is built. ``conf`` holds any ``spark.*`` option."""
 
@@ -173,6 +199,7 @@ class Settings(_Model):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     gdpr: GdprSettings = Field(default_factory=GdprSettings)
+    compaction: CompactionSettings = Field(default_factory=CompactionSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
     # Any hoodie.* option; applied last to every writer, so it can override loglake's defaults.
     hoodie: dict[str, str] = Field(default_factory=dict)

@@ -175,6 +175,26 @@ MULTI_WRITER = {
 }
 
 
+# Table services (README, "Compaction"): the stream only plans compactions, the compaction job runs
+# them, cleans and archives. Hudi's own defaults where they serve, written out so the job and the
+# docs name them.
+TABLE_SERVICES = {
+    # Plan a compaction after every 5 delta commits (25 minutes at the default trigger) without
+    # executing it in the stream: a micro-batch never waits for a compaction.
+    "hoodie.compact.schedule.inline": "true",
+    "hoodie.compact.inline.trigger.strategy": "NUM_COMMITS",
+    "hoodie.compact.inline.max.delta.commits": "5",
+    # Largest logs first, at most this many MB of IO per plan (Hudi's default, 500 GB).
+    "hoodie.compaction.strategy": "org.apache.hudi.table.action.compact.strategy.LogFileSizeBasedCompactionStrategy",
+    "hoodie.compaction.target.io": "512000",
+    # Keep the file slices the last 10 commits' readers may still use; archive the timeline beyond 30.
+    "hoodie.clean.policy": "KEEP_LATEST_COMMITS",
+    "hoodie.clean.commits.retained": "10",
+    "hoodie.keep.min.commits": "20",
+    "hoodie.keep.max.commits": "30",
+}
+
+
 def lock_options(settings: Settings) -> dict[str, str]:
     """Concurrency, lock and failed-write settings every writer of any loglake table shares.
 
@@ -196,6 +216,16 @@ def log_table_options(settings: Settings) -> dict[str, str]:
     opts["hoodie.datasource.write.table.type"] = TABLE_TYPE
     opts.update(LOG_TABLE_LAYOUT)
     opts.update(MULTI_WRITER)
+    opts.update(TABLE_SERVICES)
+    return opts
+
+
+def service_options(settings: Settings) -> dict[str, str]:
+    """Options of the table-services job (compaction, clustering, cleaning, archiving) on the log table."""
+    opts = log_table_options(settings)
+    # The job executes what the stream plans; a plan of its own only on --schedule.
+    opts["hoodie.compact.schedule.inline"] = "false"
+    opts.update(settings.hoodie)
     return opts
 
 

@@ -125,7 +125,7 @@ def test_a_real_write_conflict_is_retried_not_fatal(spark: Any, tmp_path: Path) 
     from conftest import TEST_SPARK_CONF
     from pyspark.sql import functions as F
 
-    from bench.gdpr import synthetic_logs
+    from bench.gdpr import subject_id, synthetic_logs
     from loglake import retry, table
 
     settings = load_settings(overrides={"table.path": str(tmp_path / "logs")}, assignments=TEST_SPARK_CONF)
@@ -143,7 +143,7 @@ def test_a_real_write_conflict_is_retried_not_fatal(spark: Any, tmp_path: Path) 
     doomed = (
         spark.read.format("hudi")
         .load(path)
-        .where(F.col("user_id") == "gdpr-subject-000")
+        .where(F.col("user_id") == subject_id(0))
         .select(table.RECORD_KEY, table.PARTITION_FIELD)
     )
     first_try = doomed.where(stall)  # only the first attempt stalls: the retry re-reads without it
@@ -163,12 +163,12 @@ def test_a_real_write_conflict_is_retried_not_fatal(spark: Any, tmp_path: Path) 
     worker = threading.Thread(target=delete)
     worker.start()
     time.sleep(3)  # the delete has started its instant and is stalled in its first stage
-    rows.where(F.col("user_id") == "gdpr-subject-000").write.format("hudi").options(
-        **table.ingest_options(settings)
-    ).mode("append").save(path)
+    rows.where(F.col("user_id") == subject_id(0)).write.format("hudi").options(**table.ingest_options(settings)).mode(
+        "append"
+    ).save(path)
     worker.join(timeout=120)
 
     assert "error" not in outcome, outcome.get("error")
     assert len(waits) == 1, "the first delete attempt must have lost a real conflict and been retried"
     assert completed() == before + 2  # the upsert, then the retried delete
-    assert spark.read.format("hudi").load(path).where(F.col("user_id") == "gdpr-subject-000").count() == 0
+    assert spark.read.format("hudi").load(path).where(F.col("user_id") == subject_id(0)).count() == 0

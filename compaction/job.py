@@ -1,0 +1,238 @@
+"""The table-services job: execute compaction plans, cluster, clean and archive, beside the live stream.
+
+One round: execute every pending plan (Hudi rolls back and re-runs a plan a killed run left
+inflight), with ``--schedule`` then plan and execute a compaction of every log written since,
+cluster, clean, archive, and read the timeline again for the report and metrics. ``--until-caught-up`` repeats rounds until no plan
+is pending; ``--loop`` repeats them forever, pausing between rounds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from loglake import services, table, timeline
+from loglake.errors import TableError
+from loglake.settings import Settings
+from loglake.spark import get_spark
+
+log = logging.getLogger(__name__)
+
+
+CLUSTERING_SKIPPED_BUCKET = (
+    "the bucket index fixes each key's file group, so Hudi cannot cluster this table; compaction writes "
+    "one base file per bucket and partition: size them with hoodie.bucket.index.num.buckets"
+)
+
+
+@dataclass
+class RoundResult:
+    """One round of table services."""
+
+    scheduled: list[str] = field(default_factory=list)
+    compacted: list[str] = field(default_factory=list)
+    file_groups_compacted: int = 0
+    log_files_compacted: int = 0
+    records_compacted: int = 0
+    bytes_written: int = 0
+    clustered: list[str] = field(default_factory=list)
+    clustering_skipped: str | None = None
+    files_cleaned: int = 0
+    archived: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class CompactResult:
+    """What ``loglake compact`` did; printed as JSON, pushed as metrics, asserted on by tests."""
+
+    table_path: str
+    pending_before: list[str]
+    pending_after: list[str]
+    oldest_pending_seconds_after: float | None
+    uncompacted_delta_commits_after: int
+    caught_up: bool  # every plan pending when the run started has been executed
+    rounds: list[RoundResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def totals(self) -> dict[str, int]:
+        keys = ("file_groups_compacted", "log_files_compacted", "records_compacted", "bytes_written", "files_cleaned")
+        return {k: sum(getattr(r, k) for r in self.rounds) for k in keys}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "totals": self.totals()}
+
+
+def _service_options(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The log table's options plus the user's hoodie.* settings, for procedure ``options``.
+
+    Only what table services read: layout, concurrency and locks, and the compaction, clustering,
+    cleaning and archiving settings (defaults in :data:`loglake.table.TABLE_SERVICES`).
+    """
+    opts = table.service_options(settings)
+    opts.update(extra or {})
+    return opts
+
+
+def _compaction_stats(spark: SparkSession, path: str, instants: list[str]) -> dict[str, int]:
+    """Totals over the completed compaction commits ``instants`` (from their commit metadata)."""
+    stats = {"file_groups_compacted": 0, "log_files_compacted": 0, "records_compacted": 0, "bytes_written": 0}
+    if not instants:
+        return stats
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    active = timeline.meta_client(spark, path).getActiveTimeline()
+    done = active.getCommitTimeline().filterCompletedInstants()
+    for instant in done.getInstants():
+        if str(instant.requestedTime()) not in instants:
+            continue
+        meta = jvm.org.apache.hudi.common.table.timeline.TimelineUtils.getCommitMetadata(instant, active)
+        stats["file_groups_compacted"] += int(meta.fetchTotalFilesUpdated()) + int(meta.fetchTotalFilesInsert())
+        stats["log_files_compacted"] += int(meta.getTotalLogFilesCompacted() or 0)
+        stats["records_compacted"] += int(meta.fetchTotalRecordsWritten())
+        stats["bytes_written"] += int(meta.fetchTotalBytesWritten())
+    return stats
+
+
+def run_round(spark: SparkSession, settings: Settings, *, schedule: bool) -> RoundResult:
+    """One round of table services on the log table."""
+    path = settings.table.require_path()
+    result = RoundResult()
+    lap = time.monotonic()
+
+    def timed(name: str) -> None:
+        nonlocal lap
+        now = time.monotonic()
+        result.seconds[name] = round(now - lap, 3)
+        lap = now
+
+    def execute_pending() -> list[str]:
+        if not timeline.health(spark, path).pending_compactions:
+            return []
+        args = services.args_text({"op": "run", "path": path})
+        sql = f"CALL run_compaction({args})"
+        rows = services.call(spark, settings, sql, what=f"compaction of {path}", opts=_service_options(settings))
+        executed = {str(r["timestamp"]) for r in rows if r["timestamp"]}
+        return sorted(executed - set(timeline.health(spark, path).pending_compactions))
+
+    # Pending plans first: Hudi schedules no new compaction while an earlier plan is pending.
+    result.compacted = execute_pending()
+    timed("compact")
+    if schedule:
+        # An explicit --schedule plans every log written so far, whatever the trigger settings say.
+        opts = _service_options(
+            settings,
+            {"hoodie.compact.inline.trigger.strategy": "NUM_COMMITS", "hoodie.compact.inline.max.delta.commits": "1"},
+        )
+        args = services.args_text({"op": "schedule", "path": path})
+        rows = services.call(
+            spark, settings, f"CALL run_compaction({args})", what=f"compaction schedule on {path}", opts=opts
+        )
+        result.scheduled = sorted(str(r["timestamp"]) for r in rows if r["timestamp"])
+        timed("schedule")
+        if result.scheduled:
+            result.compacted += execute_pending()
+            timed("compact_scheduled")
+    for key, value in _compaction_stats(spark, path, result.compacted).items():
+        setattr(result, key, value)
+
+    opts = _service_options(settings)
+    if settings.compaction.clustering and opts.get("hoodie.index.type") == "BUCKET":
+        # Hudi refuses ("not compatible with table layout HoodieSimpleBucketLayout"): a key's file group
+        # is its hash bucket, so rows cannot move between files. Files are sized by the bucket count.
+        result.clustering_skipped = CLUSTERING_SKIPPED_BUCKET
+    elif settings.compaction.clustering:
+        args = services.args_text({"op": "scheduleAndExecute", "path": path})
+        rows = services.call(
+            spark,
+            settings,
+            f"CALL run_clustering({args})",
+            what=f"clustering of {path}",
+            opts=_service_options(settings),
+        )
+        result.clustered = sorted({str(r["timestamp"]) for r in rows if r["timestamp"]})
+        timed("cluster")
+
+    if settings.compaction.clean:
+        name = services.register(spark, path, "loglake_services")
+        rows = services.call(
+            spark,
+            settings,
+            f"CALL run_clean(table => '{name}')",
+            what=f"clean of {path}",
+            opts=_service_options(settings),
+        )
+        result.files_cleaned = sum(int(r["total_files_deleted"] or 0) for r in rows)
+        timed("clean")
+
+    if settings.compaction.archive:
+        name = services.register(spark, path, "loglake_services")
+        opts = _service_options(settings)
+        args = services.args_text(
+            {
+                "table": name,
+                "min_commits": int(opts["hoodie.keep.min.commits"]),
+                "max_commits": int(opts["hoodie.keep.max.commits"]),
+                "retain_commits": int(opts["hoodie.clean.commits.retained"]),
+            }
+        )
+        services.call(spark, settings, f"CALL archive_commits({args})", what=f"archiving of {path}", opts=opts)
+        result.archived = True
+        timed("archive")
+    return result
+
+
+def run_compact(
+    settings: Settings,
+    *,
+    schedule: bool = False,
+    until_caught_up: bool = False,
+    loop: bool = False,
+    spark: SparkSession | None = None,
+    on_round: Callable[[CompactResult], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> CompactResult:
+    """Run table services on the log table: one round, until caught up, or forever (``loop``)."""
+    path = settings.table.require_path()
+    spark = spark or get_spark(settings, app_name=f"loglake-compact[{settings.table.name}]")
+    if not table.table_exists(spark, path):
+        raise TableError(f"table.path={path} is not a Hudi table (no .hoodie/hoodie.properties there)")
+    started = time.monotonic()
+    before = timeline.health(spark, path)
+    result = CompactResult(
+        table_path=path,
+        pending_before=before.pending_compactions,
+        pending_after=before.pending_compactions,
+        oldest_pending_seconds_after=before.oldest_pending_compaction_seconds,
+        uncompacted_delta_commits_after=before.uncompacted_delta_commits,
+        caught_up=not before.pending_compactions,
+    )
+    while True:
+        result.rounds.append(run_round(spark, settings, schedule=schedule))
+        after = timeline.health(spark, path)
+        result.pending_after = after.pending_compactions
+        result.oldest_pending_seconds_after = after.oldest_pending_compaction_seconds
+        result.uncompacted_delta_commits_after = after.uncompacted_delta_commits
+        result.caught_up = not set(before.pending_compactions) & set(after.pending_compactions)
+        result.seconds = round(time.monotonic() - started, 3)
+        if on_round is not None:
+            on_round(result)
+        if loop:
+            sleep(settings.compaction.loop_seconds)
+            continue
+        if not until_caught_up or not after.pending_compactions:
+            break
+        if len(result.rounds) >= settings.compaction.max_rounds:
+            log.warning(
+                "still %d plans pending after %d rounds (compaction.max_rounds): the stream schedules faster "
+                "than this job compacts",
+                len(after.pending_compactions),
+                len(result.rounds),
+            )
+            break
+    return result

@@ -1,0 +1,260 @@
+"""The compaction job beside a live stream, after a SIGKILL, through its CLI, and clustering where the layout allows it.
+
+Real Kafka, a real ingest process, real Hudi table services. Contents are checked with Spark and
+with hudi-rs (an independent reader); "in base files" with Spark's read-optimized query, which reads
+base files only.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from builders import encode, expected_rows, make_batches, normalize, read_hudi_rs, send
+from prometheus_client.parser import text_string_to_metric_families
+
+from compaction.job import CLUSTERING_SKIPPED_BUCKET, run_compact
+from ingest.job import run
+from loglake import timeline
+from loglake.settings import Settings, load_settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# Columns of the table in a stable order for whole-row comparisons (Hudi's meta columns differ after
+# compaction: the file name changes, by design).
+DATA_COLUMNS = ["record_key", "user_id", "email", "client_ip", "message", "event_date", "kafka_offset"]
+
+
+def _config(tmp_path: Path, bootstrap: str, topic: str, **hoodie: str) -> Path:
+    config = tmp_path / "loglake.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "kafka": {"bootstrap_servers": bootstrap, "topic": topic, "max_offsets_per_trigger": 15},
+                "table": {"path": str(tmp_path / "logs")},
+                "ingest": {"trigger": "1 second"},
+                "metrics": {"port": 0},
+                "spark": {
+                    "conf": {"spark.master": "local[1]", "spark.driver.memory": "1g", "spark.ui.enabled": "false"}
+                },
+                # The stream plans a compaction every 2 delta commits, so plans pile up within seconds.
+                "hoodie": {"hoodie.compact.inline.max.delta.commits": "2", **hoodie},
+            }
+        )
+    )
+    return config
+
+
+def _snapshot(spark: Any, path: str, query: str = "snapshot") -> list[tuple[Any, ...]]:
+    df = spark.read.format("hudi").option("hoodie.datasource.query.type", query).load(path)
+    return sorted(tuple(r) for r in df.select(*DATA_COLUMNS).collect())
+
+
+def _timeline_files(path: Path) -> list[str]:
+    return [p.name for p in (path / ".hoodie" / "timeline").iterdir()]
+
+
+def test_compaction_catches_up_beside_a_live_stream_and_changes_no_row(
+    spark: Any, kafka_bootstrap: str, topic_factory: Any, tmp_path: Path, pushgateway: str
+) -> None:
+    from conftest import TEST_SPARK_CONF
+
+    topic = topic_factory(partitions=2)
+    before = make_batches(60, seed=61, records=(5, 12))
+    during = make_batches(60, seed=62, records=(5, 12))
+    config = _config(tmp_path, kafka_bootstrap, topic)
+    settings = load_settings(config, assignments=TEST_SPARK_CONF)
+    table = settings.table.require_path()
+    send(kafka_bootstrap, topic, [encode(b) for b in before])
+    run(settings, once=True)  # 4 micro-batches: the stream itself scheduled a plan, executed none
+    scheduled = timeline.health(spark, table).pending_compactions
+    assert scheduled
+    assert not any(n.endswith(".commit") for n in _timeline_files(Path(table)))
+
+    log = tmp_path / "ingest.log"
+    with log.open("ab") as out:
+        stream = subprocess.Popen(
+            [sys.executable, "-m", "loglake.cli", "ingest", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def trickle() -> None:
+            for i in range(0, len(during), 10):
+                send(kafka_bootstrap, topic, [encode(b) for b in during[i : i + 10]])
+                time.sleep(2)
+
+        producer = threading.Thread(target=trickle)
+        producer.start()
+        result = run_compact(settings, until_caught_up=True, spark=spark)
+        producer.join()
+        wanted = expected_rows(before + during)
+        deadline = time.monotonic() + 240
+        while True:
+            if stream.poll() is not None:
+                pytest.fail(f"the stream died ({stream.returncode}):\n{log.read_text()[-3000:]}")
+            got = {r["record_key"]: normalize(r) for r in read_hudi_rs(table).to_pylist()}
+            if set(wanted) <= set(got) or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+    finally:
+        stream.send_signal(signal.SIGTERM)
+        stream.wait(timeout=120)
+
+    # Every plan that was pending when the job started has been executed, beside the stream.
+    assert result.caught_up
+    executed = {i for r in result.rounds for i in r.compacted}
+    assert set(scheduled) <= executed
+    assert result.totals()["log_files_compacted"] > 0 and result.totals()["bytes_written"] > 0
+    assert all(r.clustering_skipped == CLUSTERING_SKIPPED_BUCKET for r in result.rounds)
+    # Nothing lost or duplicated while both wrote.
+    assert got == wanted
+    assert log.read_text().count("records written") >= 3
+
+    # Quiet table: compact everything through the CLI; the snapshot must not change by one value,
+    # and afterwards base files alone (read-optimized) hold every row.
+    before_rows = _snapshot(spark, table)
+    assert len(before_rows) == len(wanted)
+    assert len(_snapshot(spark, table, "read_optimized")) < len(before_rows)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loglake.cli",
+            "compact",
+            "--config",
+            str(config),
+            "--schedule",
+            "--until-caught-up",
+            "--pushgateway",
+            pushgateway,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    report = json.loads(cli.stdout)
+    assert report["caught_up"] and report["pending_after"] == [] and report["uncompacted_delta_commits_after"] == 0
+    assert _snapshot(spark, table) == before_rows
+    assert _snapshot(spark, table, "read_optimized") == before_rows
+    assert {r["record_key"]: normalize(r) for r in read_hudi_rs(table).to_pylist()} == wanted
+
+    with urllib.request.urlopen(f"http://{pushgateway}/metrics", timeout=10) as r:
+        samples = {
+            s.name: s.value
+            for family in text_string_to_metric_families(r.read().decode())
+            for s in family.samples
+            if s.name.startswith("loglake_compaction_") and s.labels.get("table") == settings.table.name
+        }
+    assert samples["loglake_compaction_pending_plans"] == 0
+    assert samples["loglake_compaction_log_files_compacted"] > 0
+    assert samples["loglake_compaction_last_success_timestamp_seconds"] > time.time() - 600
+
+    # The PII-free column statistics survive table services: no identifier column in the metadata table.
+    stats = spark.read.format("hudi").load(f"{table}/.hoodie/metadata").where("type = 3")
+    indexed = {r[0] for r in stats.select("ColumnStatsMetadata.columnName").distinct().collect()}
+    assert indexed and not indexed & {"user_id", "email", "client_ip", "message", "attributes"}, indexed
+
+
+def _kill_when_inflight(proc: subprocess.Popen[bytes], table: Path, timeout: float = 300) -> str:
+    """SIGKILL ``proc`` as soon as a compaction is inflight; the instant that was running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        names = _timeline_files(table)
+        inflight = [n.split(".")[0] for n in names if n.endswith(".compaction.inflight")]
+        done = {n.split("_")[0] for n in names if n.endswith(".commit")}
+        running = [i for i in inflight if i not in done]
+        if running:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+            return running[0]
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    proc.kill()
+    pytest.fail("the compaction never went inflight")
+
+
+def test_a_compaction_killed_half_way_is_finished_by_the_next_run(
+    spark: Any, kafka_bootstrap: str, topic_factory: Any, tmp_path: Path
+) -> None:
+    from conftest import TEST_SPARK_CONF
+
+    topic = topic_factory(partitions=2)
+    batches = make_batches(80, seed=71, records=(5, 12))
+    for i, b in enumerate(batches):  # over four days
+        for r in b["records"]:
+            r["ts"] += (i % 4) * 86_400_000
+    # Many file groups make the compaction last long enough to be caught half way.
+    config = _config(tmp_path, kafka_bootstrap, topic, **{"hoodie.bucket.index.num.buckets": "16"})
+    settings: Settings = load_settings(config, assignments=TEST_SPARK_CONF)
+    table = Path(settings.table.require_path())
+    send(kafka_bootstrap, topic, [encode(b) for b in batches])
+    run(settings, once=True)
+    wanted = expected_rows(batches)
+    rows = _snapshot(spark, str(table))
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loglake.cli", "compact", "--config", str(config), "--schedule", "--until-caught-up"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    killed = _kill_when_inflight(proc, table)
+    assert killed in timeline.health(spark, str(table)).pending_compactions
+
+    result = run_compact(settings, until_caught_up=True, spark=spark)
+    assert result.caught_up and killed in {i for r in result.rounds for i in r.compacted}
+    assert _snapshot(spark, str(table)) == rows
+    assert len(rows) == len(wanted)
+    got = {r["record_key"]: normalize(r) for r in read_hudi_rs(str(table)).to_pylist()}
+    assert got == wanted
+
+
+def test_clustering_merges_small_files_where_the_layout_allows_it(spark: Any, tmp_path: Path) -> None:
+    """With a non-bucket index (a user's choice through hoodie.*), clustering rewrites small base files into one."""
+    from conftest import TEST_SPARK_CONF
+    from pyspark.sql import functions as F
+
+    from bench.gdpr import synthetic_logs
+    from loglake import table as contract
+
+    path = tmp_path / "logs"
+    settings = load_settings(
+        overrides={"table.path": str(path)},
+        assignments=[
+            *TEST_SPARK_CONF,
+            "hoodie.index.type=SIMPLE",
+            # Every insert its own new file: the small-file problem clustering exists for.
+            "hoodie.parquet.small.file.limit=0",
+            "hoodie.clustering.plan.strategy.small.file.limit=52428800",
+            "hoodie.clustering.plan.strategy.target.file.max.bytes=104857600",
+            "compaction.clean=false",
+        ],
+    )
+    rows = synthetic_logs(spark, 3000, subjects=1, days=2).cache()
+    for k in range(4):
+        rows.where(F.pmod(F.xxhash64(contract.RECORD_KEY), F.lit(4)) == k).write.format("hudi").options(
+            **contract.ingest_options(settings)
+        ).mode("append").save(str(path))
+
+    def base_files() -> dict[str, int]:
+        df = spark.read.format("hudi").option("hoodie.datasource.query.type", "read_optimized").load(str(path))
+        per = df.groupBy("event_date").agg(F.countDistinct("_hoodie_file_name").alias("n")).collect()
+        return {r["event_date"]: r["n"] for r in per}
+
+    before = _snapshot(spark, str(path))
+    assert all(n >= 4 for n in base_files().values()), base_files()
+    result = run_compact(settings, spark=spark)
+    assert result.rounds[0].clustered, result
+    assert base_files() == {d: 1 for d in base_files()}
+    assert _snapshot(spark, str(path)) == before
