@@ -2,8 +2,9 @@
 
 One round: execute every pending plan (Hudi rolls back and re-runs a plan a killed run left
 inflight), with ``--schedule`` then plan and execute a compaction of every log written since,
-cluster, clean, archive, and read the timeline again for the report and metrics. ``--until-caught-up`` repeats rounds until no plan
-is pending; ``--loop`` repeats them forever, pausing between rounds.
+cluster, clean, archive, and read the timeline again for the report and metrics.
+``--until-caught-up`` repeats rounds until no plan is pending; ``--loop`` repeats them forever,
+pausing between rounds.
 """
 
 from __future__ import annotations

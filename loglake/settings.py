@@ -257,6 +257,9 @@ def _assign(tree: dict[str, Any], dotted: str, value: Any) -> None:
     if dotted.startswith("hoodie."):
         tree.setdefault("hoodie", {})[dotted] = str(value)
         return
+    if dotted.startswith("spark.conf.spark."):
+        # The YAML path of a Spark option (spark: conf: spark.x) is accepted as well as its own name.
+        dotted = dotted.removeprefix("spark.conf.")
     if dotted.startswith("spark.") and dotted != "spark.jars":
         # spark.jars is loglake's own setting (how jars are brought); every other spark.* is Spark's.
         tree.setdefault("spark", {}).setdefault("conf", {})[dotted] = str(value)

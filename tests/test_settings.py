@@ -100,3 +100,15 @@ def test_ledger_salt_from_the_environment_and_masked(monkeypatch: pytest.MonkeyP
     settings = load_settings(assignments=["table.path=/x"])
     assert settings.gdpr.ledger_salt == "pepper-123"
     assert settings.masked()["gdpr"]["ledger_salt"] == "****"
+
+
+def test_spark_options_by_name_or_by_their_yaml_path() -> None:
+    s = load_settings(assignments=["spark.sql.shuffle.partitions=8", "spark.conf.spark.driver.memory=3g"])
+    assert s.spark.conf == {"spark.sql.shuffle.partitions": "8", "spark.driver.memory": "3g"}
+
+
+def test_compaction_settings_validated() -> None:
+    s = load_settings(assignments=["compaction.loop_interval=2 minutes", "compaction.clustering=false"])
+    assert s.compaction.loop_seconds == 120 and s.compaction.clustering is False
+    with pytest.raises(ConfigError, match=r"compaction\.loop_interval"):
+        load_settings(assignments=["compaction.loop_interval=often"])
