@@ -29,6 +29,9 @@ from loglake.spark import get_spark
 log = logging.getLogger(__name__)
 
 
+BACKLOG_STATUSES = ("received", "unverified")
+
+
 @dataclass
 class DeleteResult:
     """What one run of ``loglake gdpr delete`` did; printed as JSON, asserted on by tests."""
@@ -50,6 +53,8 @@ class DeleteResult:
     verification: dict[str, Any] | None = None
     kafka_copies: dict[str, Any] | None = None
     ledger_path: str | None = None
+    # Ledger requests not done after this run: received but never completed, or purged but unverified.
+    ledger_backlog: int | None = None
 
     @property
     def verified(self) -> bool | None:
@@ -240,6 +245,7 @@ def run_delete(
             for r in requests
         ],
     )
+    result.ledger_backlog = sum(1 for e in ledger.read(spark, settings).values() if e.status in BACKLOG_STATUSES)
     timer.lap("ledger_completed")
     result.seconds = timer.seconds
     result.seconds["total"] = round(sum(timer.seconds.values()), 3)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Gauge
 
+from gdpr.job import DeleteResult
 from loglake.metrics import push
 
 
@@ -35,9 +36,29 @@ class GdprMetrics:
         self.last_success = Gauge(
             "loglake_gdpr_last_success_timestamp_seconds", "Unix time the last run succeeded.", registry=r
         )
+        self.ledger_backlog = Gauge(
+            "loglake_gdpr_ledger_backlog",
+            "Ledger requests not done after the last run: received but never completed, or not verified.",
+            registry=r,
+        )
         self.partitions_expired = Gauge(
             "loglake_gdpr_partitions_expired", "Partitions dropped by the last retention run.", registry=r
         )
+
+    def observe(self, result: DeleteResult) -> None:
+        """The figures of one ``gdpr delete`` run; a run counts as a success unless dry or unverified."""
+        self.duration.set(result.seconds.get("total", 0.0))
+        self.requests.labels(outcome="accepted").set(result.requests)
+        self.requests.labels(outcome="rejected").set(len(result.rejected))
+        self.records_deleted.set(result.records_deleted)
+        self.file_groups_touched.set(result.file_groups_touched)
+        self.file_groups_total.set(result.file_groups_total)
+        if result.verification is not None:
+            self.verification_hits.set(result.verification["hits"])
+        if result.ledger_backlog is not None:
+            self.ledger_backlog.set(result.ledger_backlog)
+        if not result.dry_run and result.verified is not False:
+            self.succeeded()
 
     def succeeded(self) -> None:
         self.last_success.set(time.time())

@@ -18,7 +18,7 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 
 from ingest import parse, source
-from ingest.listener import IngestListener
+from ingest.listener import IngestListener, QueueAge
 from ingest.metrics import IngestMetrics
 from ingest.sink import BatchWriter
 from loglake import __version__
@@ -69,7 +69,8 @@ def run(settings: Settings, *, once: bool = False, metrics: IngestMetrics | None
     prom.serve(metrics.registry, settings.metrics.port, settings.metrics.host)
 
     spark = get_spark(settings, app_name=f"loglake-ingest[{settings.table.name}]")
-    listener = IngestListener(metrics, settings.ingest.query_name)
+    queue_age = QueueAge(settings.kafka.bootstrap_servers)
+    listener = IngestListener(metrics, settings.ingest.query_name, queue_age)
     spark.streams.addListener(listener)
     writer = BatchWriter(settings, metrics)
     started = time.monotonic()
@@ -90,6 +91,7 @@ def run(settings: Settings, *, once: bool = False, metrics: IngestMetrics | None
     finally:
         _drain_listener_bus(spark)
         spark.streams.removeListener(listener)
+        queue_age.close()
     stats = writer.stats
     return IngestResult(
         table_path=table_path,

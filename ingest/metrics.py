@@ -54,6 +54,12 @@ class IngestMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.queue_age = Gauge(
+            "loglake_ingest_kafka_oldest_unconsumed_age_seconds",
+            "Time in queue: age of the oldest message not yet processed, per partition (0 when caught up).",
+            ["topic", "partition"],
+            registry=r,
+        )
         self.last_commit = Gauge(
             "loglake_ingest_last_commit_timestamp_seconds", "Unix time of the last successful Hudi commit.", registry=r
         )

@@ -163,20 +163,8 @@ def _cmd_gdpr_delete(args: argparse.Namespace) -> int:
             log.warning("rejected erasure request at %s: %s", rejection.source, rejection.reason)
         result = run_delete(settings, parsed, dry_run=args.dry_run, do_purge=args.purge or args.command_is_purge)
     _print_json(result)
-    metrics.duration.set(result.seconds.get("total", 0.0))
-    metrics.requests.labels(outcome="accepted").set(result.requests)
-    metrics.requests.labels(outcome="rejected").set(len(result.rejected))
-    metrics.records_deleted.set(result.records_deleted)
-    metrics.file_groups_touched.set(result.file_groups_touched)
-    metrics.file_groups_total.set(result.file_groups_total)
-    if result.verification is not None:
-        metrics.verification_hits.set(result.verification["hits"])
-    if result.verified is False:
-        code = EXIT_UNVERIFIED
-    else:
-        code = EXIT_REJECTED if result.rejected else EXIT_OK
-        if not args.dry_run:
-            metrics.succeeded()
+    metrics.observe(result)
+    code = EXIT_UNVERIFIED if result.verified is False else EXIT_REJECTED if result.rejected else EXIT_OK
     if settings.metrics.pushgateway and not args.dry_run:
         metrics.push(settings.metrics.pushgateway, job="loglake_gdpr", table_name=settings.table.name)
     return code

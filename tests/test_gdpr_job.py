@@ -276,6 +276,8 @@ def test_cli_reads_requests_from_kafka_and_exit_code_says_some_were_rejected(
     assert samples[("loglake_gdpr_requests", "rejected")][1] == 1
     assert samples[("loglake_gdpr_requests", "accepted")][1] == 1
     assert samples[("loglake_gdpr_last_success_timestamp_seconds", None)][1] > 0
+    # Deleted without --purge: the request is done ("deleted"), so nothing is left in the ledger's backlog.
+    assert report["ledger_backlog"] == 0 and samples[("loglake_gdpr_ledger_backlog", None)][1] == 0
 
     # Offsets were committed after the run: a second run finds no new request.
     second = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)

@@ -75,6 +75,8 @@ def test_round_trip_spark_and_hudi_rs_agree(
     assert value("loglake_ingest_batch_duration_seconds_count") == result.batches
     for partition in range(3):
         assert value("loglake_ingest_kafka_offsets_behind", {"topic": topic, "partition": str(partition)}) == 0
+        labels = {"topic": topic, "partition": str(partition)}
+        assert value("loglake_ingest_kafka_oldest_unconsumed_age_seconds", labels) == 0  # caught up
 
     # The summary (the demo's last step) reads it back; no bad input, so no quarantine table.
     summary = summarize(settings)

@@ -21,8 +21,9 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_rules_and_config_are_valid() -> None:
     rules = _promtool("check", "rules", "alerts.yml")
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    config = _promtool("check", "config", "prometheus.yml")
-    assert config.returncode == 0, config.stdout + config.stderr
+    for name in ("prometheus.yml", "prometheus-compose.yml"):
+        config = _promtool("check", "config", name)
+        assert config.returncode == 0, name + config.stdout + config.stderr
 
 
 def test_every_alert_has_a_unit_test_and_they_pass() -> None:

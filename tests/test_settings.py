@@ -112,3 +112,12 @@ def test_compaction_settings_validated() -> None:
     assert s.compaction.loop_seconds == 120 and s.compaction.clustering is False
     with pytest.raises(ConfigError, match=r"compaction\.loop_interval"):
         load_settings(assignments=["compaction.loop_interval=often"])
+
+
+def test_the_shipped_workstation_settings_file_loads_and_states_the_defaults() -> None:
+    from loglake.settings import CompactionSettings, GdprSettings, IngestSettings
+
+    shipped = load_settings(Path(__file__).resolve().parents[1] / "deploy" / "local" / "loglake.yaml")
+    assert shipped.compaction == CompactionSettings()
+    assert shipped.gdpr == GdprSettings()
+    assert shipped.ingest == IngestSettings()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages loglake needs when they are missing: a Java 17 runtime (Spark, Kafka),
-# Maven (one-time jar resolution), and Prometheus, its Pushgateway and promtool (metrics tests).
+# Maven (one-time jar resolution), Prometheus, its Pushgateway and promtool (metrics tests), and a
+# compose client (validates docker-compose.yml).
 # Python 3.11 itself is expected on the machine.
 set -euo pipefail
 need=()
@@ -9,6 +10,8 @@ if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then need+=(openj
 command -v mvn >/dev/null || need+=(maven)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v prometheus-pushgateway >/dev/null || need+=(prometheus-pushgateway)
+# A compose client validates docker-compose.yml in the tests; it needs no Docker engine.
+if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1; then need+=(docker-compose); fi
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null; then
   echo "missing: ${need[*]}; install them (Debian/Ubuntu: apt-get install ${need[*]})" >&2

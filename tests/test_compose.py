@@ -1,0 +1,52 @@
+"""docker-compose.yml: every file it mounts exists, its services fit together, and a compose client accepts it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _compose() -> dict:  # type: ignore[type-arg]
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_every_mounted_file_exists_and_the_stack_is_complete() -> None:
+    compose = _compose()
+    services = compose["services"]
+    assert {"kafka", "s3", "prometheus", "pushgateway", "grafana", "ingest", "compact", "gdpr"} <= set(services)
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"service {name} mounts {source}, which is not in the repository"
+        for dependency in service.get("depends_on", {}):
+            assert dependency in services, f"service {name} depends on unknown service {dependency}"
+    assert (ROOT / "Dockerfile").exists()
+    # The loglake services read a settings file that loads (S3 paths, the shared lock folder).
+    from loglake.settings import load_settings
+
+    settings = load_settings(ROOT / "deploy" / "compose" / "loglake.yaml")
+    assert settings.table.require_path().startswith("s3a://")
+    assert settings.hoodie["hoodie.write.lock.filesystem.path"] == "file:///locks"
+
+
+def _client() -> list[str] | None:
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    return [legacy] if legacy else None
+
+
+def test_a_compose_client_accepts_the_file() -> None:
+    client = _client()
+    if client is None:
+        pytest.skip("no compose client here (neither `docker compose` nor `docker-compose`); it needs no engine")
+    result = subprocess.run([*client, "config", "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
