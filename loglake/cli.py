@@ -219,6 +219,20 @@ def _cmd_compact(args: argparse.Namespace) -> int:
     return EXIT_OK if result.caught_up or not args.until_caught_up else EXIT_FAILED
 
 
+def _cmd_deploy_emr(args: argparse.Namespace) -> int:
+    from loglake import emr
+
+    settings = emr.load(args.settings)
+    kinds = (args.cluster,) if args.cluster else emr.KINDS
+    if args.emr_command == "render":
+        print(emr.render(settings, kinds))
+        return EXIT_OK
+    if not args.cluster:
+        raise ConfigError("loglake deploy emr submit: give --cluster stream|gdpr|compaction")
+    print(emr.submit(settings, args.cluster))
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -316,6 +330,21 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--loop", metavar="INTERVAL", help="repeat rounds forever, e.g. '10 minutes'")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(handler=_cmd_compact)
+
+    deploy = sub.add_parser("deploy", help="cluster definitions as code")
+    dsub = deploy.add_subparsers(dest="deploy_command", required=True)
+    emr_parser = dsub.add_parser(
+        "emr", help="Amazon EMR: the stream cluster and the transient GDPR/compaction clusters"
+    )
+    esub = emr_parser.add_subparsers(dest="emr_command", required=True)
+    for name, text in (
+        ("render", "print the RunJobFlow requests as JSON"),
+        ("submit", "send one RunJobFlow request with boto3"),
+    ):
+        p = esub.add_parser(name, help=text)
+        p.add_argument("--settings", type=Path, default=Path("deploy/emr/emr.yaml"), help="EMR settings YAML")
+        p.add_argument("--cluster", choices=["stream", "gdpr", "compaction"], help="one cluster (default: all)")
+        p.set_defaults(handler=_cmd_deploy_emr)
 
     table = sub.add_parser("table", help="inspect the log table")
     tsub = table.add_subparsers(dest="table_command", required=True)
