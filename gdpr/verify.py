@@ -162,24 +162,49 @@ def scan_bytes(name: str, data: bytes, needles: Sequence[Needle]) -> tuple[dict[
     return found, decoded
 
 
-def _open(path: str) -> bytes:
+def s3_options(spark: SparkSession) -> dict[str, str]:
+    """The S3A endpoint and keys Spark uses (S3-compatible stores), so the workers' reads go to the same store.
+
+    Empty on EMR and plain AWS: there the workers' own credential chain and the bucket's region apply.
+    """
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    keys = {"endpoint": "fs.s3a.endpoint", "access_key": "fs.s3a.access.key", "secret_key": "fs.s3a.secret.key"}
+    keys["region"] = "fs.s3a.endpoint.region"
+    return {name: str(value) for name, key in keys.items() if (value := conf.get(key))}
+
+
+def _open(path: str, s3: dict[str, str] | None = None) -> bytes:
     from pyarrow import fs
 
+    filesystem: fs.FileSystem
     if path.startswith("file:"):
         local = path[len("file:") :]
         while local.startswith("//"):
             local = local[1:]
-        filesystem: fs.FileSystem = fs.LocalFileSystem()
+        filesystem = fs.LocalFileSystem()
         target = local
+    elif path.startswith(("s3a://", "s3://")) and s3 and s3.get("endpoint"):
+        endpoint = s3["endpoint"]
+        scheme, _, host = endpoint.rpartition("://")
+        filesystem = fs.S3FileSystem(
+            access_key=s3.get("access_key"),
+            secret_key=s3.get("secret_key"),
+            endpoint_override=host or endpoint,
+            scheme=scheme or "https",
+            region=s3.get("region", "us-east-1"),
+        )
+        target = path.split("://", 1)[1]
     else:
         filesystem, target = fs.FileSystem.from_uri(path.replace("s3a://", "s3://", 1))
     with filesystem.open_input_stream(target) as stream:
         return bytes(stream.read())
 
 
-def _scan_partition(paths: Iterable[str], needles: Sequence[Needle]) -> Iterator[tuple[str, int, int, dict[str, int]]]:
+def _scan_partition(
+    paths: Iterable[str], needles: Sequence[Needle], s3: dict[str, str]
+) -> Iterator[tuple[str, int, int, dict[str, int]]]:
     for path in paths:
-        data = _open(path)
+        data = _open(path, s3)
         found, decoded = scan_bytes(path.rsplit("/", 1)[-1], data, needles)
         yield path, len(data), decoded, found
 
@@ -192,10 +217,11 @@ def verify(spark: SparkSession, files: Sequence[FileInfo], needles: Sequence[Nee
         result.bytes_scanned = sum(f.size for f in files)
         return result
     wanted = list(needles)
+    s3 = s3_options(spark)
     slices = max(1, min(len(files), spark.sparkContext.defaultParallelism * 4))
     rows = (
         spark.sparkContext.parallelize([f.path for f in files], slices)
-        .mapPartitions(lambda paths: _scan_partition(paths, wanted))
+        .mapPartitions(lambda paths: _scan_partition(paths, wanted, s3))
         .collect()
     )
     for path, size, decoded, found in rows:

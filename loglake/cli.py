@@ -49,7 +49,8 @@ def _records_range(text: str) -> tuple[int, int]:
 def _cmd_setup(args: argparse.Namespace) -> int:
     from loglake import jars
 
-    for jar_set in (jars.SPARK_JARS, jars.KAFKA_JARS):
+    # The s3a jars (280 MB) too: tests write to an S3-compatible store, and containers start offline.
+    for jar_set in (jars.SPARK_JARS, jars.KAFKA_JARS, jars.S3A_JARS):
         paths = jars.resolve(jar_set)
         print(f"{jar_set.name}: {len(paths)} jars in {paths[0].parent if paths else '-'}")
     return EXIT_OK

@@ -52,6 +52,15 @@ SPARK_JARS = JarSet(
     drop_pyspark_duplicates=True,
 )
 
+# s3a:// (S3 and S3-compatible stores outside EMR): hadoop-aws of PySpark's Hadoop (3.3.4) and the AWS
+# SDK bundle it names. Resolved only when a configured path is s3a://, since the bundle is 280 MB.
+HADOOP_VERSION = "3.3.4"
+S3A_JARS = JarSet(
+    name="s3a",
+    coordinates=(f"org.apache.hadoop:hadoop-aws:{HADOOP_VERSION}",),
+    drop_pyspark_duplicates=True,
+)
+
 KAFKA_JARS = JarSet(
     name="kafka",
     coordinates=(

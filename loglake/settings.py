@@ -232,6 +232,13 @@ class Settings(_Model):
         """The erasure ledger: configured, else ``<table-path>_gdpr_ledger``."""
         return (self.gdpr.ledger_path or f"{self.table.require_path()}_gdpr_ledger").rstrip("/")
 
+    @property
+    def storage_paths(self) -> list[str]:
+        """Every folder the jobs read or write (table, quarantine, checkpoint, ledger) that is configured."""
+        if self.table.path is None:
+            return [p for p in (self.table.quarantine_path, self.ingest.checkpoint_dir, self.gdpr.ledger_path) if p]
+        return [self.table.path, self.table.effective_quarantine_path, self.checkpoint_dir, self.ledger_path]
+
     def masked(self) -> dict[str, Any]:
         """The effective settings for the start-up log, with secrets masked."""
         return _mask(self.model_dump())

@@ -44,12 +44,23 @@ def session_conf(settings: Settings) -> dict[str, str]:
     conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={log4j} {jol}"
     conf["spark.executor.extraJavaOptions"] = jol
     if settings.spark.jars == "maven":
-        conf["spark.jars"] = ",".join(str(p) for p in jars.resolve(jars.SPARK_JARS))
+        paths = jars.resolve(jars.SPARK_JARS)
+        if any(p.startswith("s3a://") for p in settings.storage_paths):
+            paths += jars.resolve(jars.S3A_JARS)
+        conf["spark.jars"] = ",".join(str(p) for p in paths)
+        # Hudi reads Avro-specific records (the delete records of metadata-table log blocks) on
+        # ForkJoinPool threads, whose class loader does not see jars added through spark.jars: Avro
+        # then falls back to generic records and the read fails with a ClassCastException (seen after
+        # a clean, on every data-skipping lookup). The bundle on the JVM's own class path avoids it.
+        bundle = next(str(p) for p in paths if p.name.startswith("hudi-spark"))
+        for key in ("spark.driver.extraClassPath", "spark.executor.extraClassPath"):
+            user = settings.spark.conf.get(key)
+            conf[key] = f"{bundle}{os.pathsep}{user}" if user else bundle
     elif settings.spark.jars == "packages":
         conf["spark.jars.packages"] = jars.spark_packages()
     if not _under_spark_submit():
         conf["spark.master"] = "local[*]"
-    conf.update(settings.spark.conf)
+    conf.update({k: v for k, v in settings.spark.conf.items() if k not in conf or not k.endswith("extraClassPath")})
     return conf
 
 

