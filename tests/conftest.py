@@ -78,7 +78,12 @@ def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     address = f"127.0.0.1:{free_port()}"
     log = tmp_path_factory.mktemp("pushgateway") / "pushgateway.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([binary, f"--web.listen-address={address}"], stdout=out, stderr=subprocess.STDOUT)
+        # Debian's build persists to /var/lib/prometheus/pushgateway.data by default: a gateway started
+        # by one test session would then serve the metrics of the previous one, and tests would pass
+        # on stale pushes. An empty file name turns persistence off.
+        proc = subprocess.Popen(
+            [binary, f"--web.listen-address={address}", "--persistence.file="], stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + 30
         while True:
