@@ -25,6 +25,9 @@ from loglake.spark import get_spark
 log = logging.getLogger(__name__)
 
 
+# Hudi's default hoodie.parquet.small.file.limit (100 MB).
+SMALL_FILE_LIMIT = 104_857_600
+
 CLUSTERING_SKIPPED_BUCKET = (
     "the bucket index fixes each key's file group, so Hudi cannot cluster this table; compaction writes "
     "one base file per bucket and partition: size them with hoodie.bucket.index.num.buckets"
@@ -58,6 +61,7 @@ class CompactResult:
     oldest_pending_seconds_after: float | None
     uncompacted_delta_commits_after: int
     caught_up: bool  # every plan pending when the run started has been executed
+    files: dict[str, int] = field(default_factory=dict)  # file_stats() after the last round
     rounds: list[RoundResult] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -98,6 +102,29 @@ def _compaction_stats(spark: SparkSession, path: str, instants: list[str]) -> di
         stats["records_compacted"] += int(meta.fetchTotalRecordsWritten())
         stats["bytes_written"] += int(meta.fetchTotalBytesWritten())
     return stats
+
+
+def file_stats(spark: SparkSession, settings: Settings, path: str, small_file_limit: int) -> dict[str, int]:
+    """File counts and sizes of the latest file slices (Hudi's file-system view: what a snapshot reads).
+
+    From the view, not a listing: file groups replaced by clustering or a partition drop stay on
+    disk until cleaned, but no reader sees them.
+    """
+    name = services.register(spark, path, "loglake_services")
+    rows = services.call(
+        spark,
+        settings,
+        f"CALL show_fsview_latest(table => '{name}', limit => 100000000)",
+        what=f"file-system view of {path}",
+    )
+    sizes = [int(r["data_file_size"]) for r in rows if r["data_file"] and (r["data_file_size"] or 0) > 0]
+    return {
+        "file_groups": len(rows),
+        "latest_base_files": len(sizes),
+        "avg_latest_base_file_bytes": int(sum(sizes) / len(sizes)) if sizes else 0,
+        "latest_base_files_under_small_file_limit": sum(1 for n in sizes if n < small_file_limit),
+        "log_files_to_merge": sum(int(r["num_delta_files"] or 0) for r in rows),
+    }
 
 
 def run_round(spark: SparkSession, settings: Settings, *, schedule: bool) -> RoundResult:
@@ -220,6 +247,8 @@ def run_compact(
         result.oldest_pending_seconds_after = after.oldest_pending_compaction_seconds
         result.uncompacted_delta_commits_after = after.uncompacted_delta_commits
         result.caught_up = not set(before.pending_compactions) & set(after.pending_compactions)
+        small = int(table.service_options(settings).get("hoodie.parquet.small.file.limit", SMALL_FILE_LIMIT))
+        result.files = file_stats(spark, settings, path, small)
         result.seconds = round(time.monotonic() - started, 3)
         if on_round is not None:
             on_round(result)

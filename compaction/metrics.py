@@ -43,6 +43,22 @@ class CompactionMetrics:
         self.files_cleaned = Gauge(
             "loglake_compaction_files_cleaned", "Files removed by this run's cleans.", registry=r
         )
+        self.file_groups = Gauge("loglake_compaction_file_groups", "File groups of the table.", registry=r)
+        self.avg_base_file = Gauge(
+            "loglake_compaction_avg_base_file_bytes",
+            "Average size of the latest base file of each file group.",
+            registry=r,
+        )
+        self.small_base_files = Gauge(
+            "loglake_compaction_small_base_files",
+            "Latest base files under hoodie.parquet.small.file.limit.",
+            registry=r,
+        )
+        self.log_files_to_merge = Gauge(
+            "loglake_compaction_log_files_to_merge",
+            "Log files of the latest file slices: what a snapshot query still merges.",
+            registry=r,
+        )
         self.duration = Gauge("loglake_compaction_run_duration_seconds", "Wall time of this run so far.", registry=r)
         self.last_success = Gauge(
             "loglake_compaction_last_success_timestamp_seconds", "Unix time of the last successful round.", registry=r
@@ -59,6 +75,11 @@ class CompactionMetrics:
         self.bytes_written.set(totals["bytes_written"])
         self.files_cleaned.set(totals["files_cleaned"])
         self.duration.set(result.seconds)
+        if result.files:
+            self.file_groups.set(result.files["file_groups"])
+            self.avg_base_file.set(result.files["avg_latest_base_file_bytes"])
+            self.small_base_files.set(result.files["latest_base_files_under_small_file_limit"])
+            self.log_files_to_merge.set(result.files["log_files_to_merge"])
         self.last_success.set(time.time())
 
     def push(self, gateway: str, table_name: str) -> None:

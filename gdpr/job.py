@@ -74,16 +74,7 @@ class _Timer:
 
 def _file_groups(spark: SparkSession, path: str) -> set[tuple[str, str]]:
     """(partition folder, file group id) of every data file of the table, from a listing (no data read)."""
-    groups = set()
-    for f in storage.list_files(spark, path):
-        rel = f.path.split(path.rstrip("/") + "/", 1)[-1] if path in f.path else f.path
-        if rel.startswith(".hoodie") or "/" not in rel or f.name.startswith(".hoodie_partition_metadata"):
-            continue
-        if f.name.endswith(".crc"):
-            continue
-        partition = rel.rsplit("/", 1)[0]
-        groups.add((partition, resolve.file_group_of(f.name)))
-    return groups
+    return {(f.partition, f.file_group) for f in table.data_files(spark, path)}
 
 
 def _needles(requests: list[ErasureRequest]) -> list[Needle]:

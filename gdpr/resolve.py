@@ -40,22 +40,9 @@ def subjects_frame(spark: SparkSession, requests: Sequence[ErasureRequest]) -> D
 
 
 def file_group(file_name: F.Column) -> F.Column:
-    """File group of a data file's name, as :func:`file_group_of` (in the JVM)."""
+    """File group of a data file's name, as :func:`loglake.table.file_group_of` (in the JVM)."""
     bucket = F.regexp_extract(file_name, r"^\.?(\d{8})-", 1)
     return F.when(bucket != "", bucket).otherwise(F.regexp_extract(file_name, r"^\.?(.+?)_", 1))
-
-
-def file_group_of(name: str) -> str:
-    """File group of a data file's name, within its partition.
-
-    Base files are ``<id>_<token>_<instant>.parquet``, log files ``.<id>_<instant>.log.<n>_<token>``.
-    With the bucket index the id starts with the 8-digit bucket number, which is what identifies the
-    group: bulk_insert and upsert spell the rest of the id differently for the same bucket.
-    """
-    bare = name.lstrip(".")
-    if len(bare) > 9 and bare[:8].isdigit() and bare[8] == "-":
-        return bare[:8]
-    return bare.split("_", 1)[0]
 
 
 def identifier_filter(requests: Sequence[ErasureRequest]) -> F.Column:

@@ -13,6 +13,8 @@ indexes, bloom filters and commit metadata, where an erasure could not reach the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
@@ -293,6 +295,55 @@ def quarantine_options(settings: Settings) -> dict[str, str]:
     )
     opts.update({k: v for k, v in settings.hoodie.items() if not k.startswith(layout)})
     return opts
+
+
+def file_group_of(name: str) -> str:
+    """File group of a data file's name, within its partition.
+
+    Base files are ``<id>_<token>_<instant>.parquet``, log files ``.<id>_<instant>.log.<n>_<token>``.
+    With the bucket index the id starts with the 8-digit bucket number, which is what identifies the
+    group: bulk_insert and upsert spell the rest of the id differently for the same bucket.
+    """
+    bare = name.lstrip(".")
+    if len(bare) > 9 and bare[:8].isdigit() and bare[8] == "-":
+        return bare[:8]
+    return bare.split("_", 1)[0]
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """A base or log file of the table, as its name and folder describe it."""
+
+    partition: str  # folder under the table, e.g. event_date=2026-11-24
+    file_group: str
+    name: str
+    size: int
+
+    @property
+    def is_base(self) -> bool:
+        return self.name.endswith(".parquet")
+
+    @property
+    def instant(self) -> str:
+        """The instant that wrote a base file (log files: the base instant they belong to)."""
+        stem = self.name.lstrip(".")
+        return stem.rsplit("_", 1)[-1].split(".")[0] if self.is_base else stem.split("_", 1)[1].split(".")[0]
+
+
+def data_files(spark: SparkSession, path: str) -> list[DataFile]:
+    """Every base and log file of the table, from a listing (no data read, nothing under .hoodie)."""
+    from loglake import storage
+
+    root = path.rstrip("/") + "/"
+    out = []
+    for f in storage.list_files(spark, path):
+        rel = f.path.split(root, 1)[-1]
+        if rel.startswith(".hoodie") or "/" not in rel or f.name.endswith(".crc"):
+            continue
+        if f.name.startswith(".hoodie_partition_metadata") or not (f.name.endswith(".parquet") or ".log." in f.name):
+            continue
+        out.append(DataFile(rel.rsplit("/", 1)[0], file_group_of(f.name), f.name, f.size))
+    return out
 
 
 def table_exists(spark: SparkSession, path: str) -> bool:

@@ -145,6 +145,8 @@ def test_compaction_catches_up_beside_a_live_stream_and_changes_no_row(
     assert cli.returncode == 0, cli.stderr[-3000:]
     report = json.loads(cli.stdout)
     assert report["caught_up"] and report["pending_after"] == [] and report["uncompacted_delta_commits_after"] == 0
+    files = report["files"]
+    assert files["log_files_to_merge"] == 0 and files["latest_base_files"] == files["file_groups"] > 0
     assert _snapshot(spark, table) == before_rows
     assert _snapshot(spark, table, "read_optimized") == before_rows
     assert {r["record_key"]: normalize(r) for r in read_hudi_rs(table).to_pylist()} == wanted
@@ -157,6 +159,7 @@ def test_compaction_catches_up_beside_a_live_stream_and_changes_no_row(
             if s.name.startswith("loglake_compaction_") and s.labels.get("table") == settings.table.name
         }
     assert samples["loglake_compaction_pending_plans"] == 0
+    assert samples["loglake_compaction_log_files_to_merge"] == 0
     assert samples["loglake_compaction_log_files_compacted"] > 0
     assert samples["loglake_compaction_last_success_timestamp_seconds"] > time.time() - 600
 
@@ -257,4 +260,5 @@ def test_clustering_merges_small_files_where_the_layout_allows_it(spark: Any, tm
     result = run_compact(settings, spark=spark)
     assert result.rounds[0].clustered, result
     assert base_files() == {d: 1 for d in base_files()}
+    assert result.files["latest_base_files"] == len(base_files())
     assert _snapshot(spark, str(path)) == before

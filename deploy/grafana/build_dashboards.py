@@ -132,6 +132,22 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
                 "stat",
             ),
             (
+                "File groups, small base files, log files still merged by readers",
+                "short",
+                [
+                    ("file groups", "max by (table) (loglake_compaction_file_groups)"),
+                    ("base files under the small-file limit", "max by (table) (loglake_compaction_small_base_files)"),
+                    ("log files to merge", "max by (table) (loglake_compaction_log_files_to_merge)"),
+                ],
+                "timeseries",
+            ),
+            (
+                "Average base file size",
+                "bytes",
+                [("{{table}}", "max by (table) (loglake_compaction_avg_base_file_bytes)")],
+                "stat",
+            ),
+            (
                 "Since the last successful compaction",
                 "s",
                 [("{{table}}", "time() - max by (table) (loglake_compaction_last_success_timestamp_seconds)")],
