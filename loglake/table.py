@@ -208,6 +208,31 @@ def lock_options(settings: Settings) -> dict[str, str]:
     return opts
 
 
+def hudi_metrics_options(settings: Settings, role: str) -> dict[str, str]:
+    """Hudi's own metrics, pushed beside ours when a Pushgateway is configured.
+
+    They add what loglake's lack: per-commit durations and sizes, write-conflict resolutions and lock
+    waits, pending table services as Hudi counts them. Job ``loglake_hudi_<role>``, names prefixed by
+    the table name (``logs_deltacommit_duration``).
+    """
+    gateway = settings.metrics.pushgateway
+    if not gateway:
+        return {}
+    host, _, port = gateway.removeprefix("http://").rpartition(":")
+    return {
+        "hoodie.metrics.on": "true",
+        "hoodie.metrics.reporter.type": "PROMETHEUS_PUSHGATEWAY",
+        "hoodie.metrics.pushgateway.host": host,
+        "hoodie.metrics.pushgateway.port": port,
+        "hoodie.metrics.pushgateway.job.name": f"loglake_hudi_{role}",
+        # One stable job per role, kept after the process ends (transient jobs are gone by the next scrape).
+        "hoodie.metrics.pushgateway.random.job.name.suffix": "false",
+        "hoodie.metrics.pushgateway.delete.on.shutdown": "false",
+        "hoodie.metrics.pushgateway.report.period.seconds": "15",
+        "hoodie.metrics.lock.enable": "true",
+    }
+
+
 def log_table_options(settings: Settings) -> dict[str, str]:
     """Options every writer of the log table shares (key, partitioning, merge mode, layout)."""
     opts = _base_options(
@@ -227,6 +252,7 @@ def service_options(settings: Settings) -> dict[str, str]:
     opts = log_table_options(settings)
     # The job executes what the stream plans; a plan of its own only on --schedule.
     opts["hoodie.compact.schedule.inline"] = "false"
+    opts.update(hudi_metrics_options(settings, "compaction"))
     opts.update(settings.hoodie)
     return opts
 
@@ -241,6 +267,7 @@ def ingest_options(settings: Settings) -> dict[str, str]:
             "hoodie.datasource.write.operation": "upsert",
         }
     )
+    opts.update(hudi_metrics_options(settings, "ingest"))
     opts.update(settings.hoodie)
     return opts
 
@@ -257,6 +284,7 @@ def delete_options(settings: Settings) -> dict[str, str]:
             "hoodie.clean.automatic": "false",
         }
     )
+    opts.update(hudi_metrics_options(settings, "gdpr"))
     opts.update(settings.hoodie)
     return opts
 

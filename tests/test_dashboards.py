@@ -141,7 +141,11 @@ def test_every_panel_query_returns_a_series_from_a_real_prometheus(
     send(kafka_bootstrap, topic, [encode(b) for b in batches] + [b"not avro"])
     port = free_port()
     settings = settings_factory(
-        topic, "kafka.max_offsets_per_trigger=15", "hoodie.compact.inline.max.delta.commits=1", metrics__port=port
+        topic,
+        "kafka.max_offsets_per_trigger=15",
+        "hoodie.compact.inline.max.delta.commits=1",
+        metrics__port=port,
+        metrics__pushgateway=pushgateway,  # Hudi's own metrics go there too
     )
     metrics = IngestMetrics()
     run(settings, once=True, metrics=metrics)  # the endpoint keeps serving from this process
@@ -167,8 +171,9 @@ def test_every_panel_query_returns_a_series_from_a_real_prometheus(
     # Wait for several scrapes of both targets (rate() needs two samples in its window).
     deadline = time.monotonic() + 90
     pushed = 'loglake_compaction_pending_plans{table="dashboards"}'
-    while not (query('up{job="loglake-ingest"} == 1') and query(pushed)):
-        assert time.monotonic() < deadline, "prometheus never scraped the ingest endpoint and the pushgateway"
+    hudi = '{__name__=~".+_deltacommit_duration", job="loglake_hudi_ingest"}'
+    while not (query('up{job="loglake-ingest"} == 1') and query(pushed) and query(hudi)):
+        assert time.monotonic() < deadline, "prometheus never scraped the ingest endpoint, our pushes and Hudi's"
         time.sleep(1)
     time.sleep(5)
 

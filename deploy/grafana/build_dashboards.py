@@ -148,6 +148,18 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
                 "stat",
             ),
             (
+                "Hudi: commit duration and write conflicts (Hudi's own metrics)",
+                "short",
+                [
+                    ("{{job}} commit ms", 'max by (job) ({__name__=~".+_(deltacommit|commit)_duration"})'),
+                    (
+                        "{{job}} conflicts resolved",
+                        'sum by (job) ({__name__=~".+_conflict_resolution_success_counter"})',
+                    ),
+                ],
+                "timeseries",
+            ),
+            (
                 "Since the last successful compaction",
                 "s",
                 [("{{table}}", "time() - max by (table) (loglake_compaction_last_success_timestamp_seconds)")],
