@@ -30,17 +30,34 @@ def exists(spark: SparkSession, path: str) -> bool:
     return bool(fs.exists(hpath))
 
 
+# Writers create and delete files while we list (the lock file beside the timeline, markers, files a
+# clean removes): a recursive listing that meets a file which vanished since its folder was read fails.
+_VANISHED = ("No such file", "FileNotFoundException", "cannot access")
+LIST_ATTEMPTS = 5
+
+
 def list_files(spark: SparkSession, root: str) -> list[FileInfo]:
-    """Every file under ``root``, hidden ones included (Hudi log files start with a dot)."""
+    """Every file under ``root``, hidden ones included (Hudi log files start with a dot).
+
+    A listing that tripped over a file deleted under it by a concurrent writer is started again.
+    """
+    from py4j.protocol import Py4JJavaError
+
     fs, hpath = _fs(spark, root)
-    if not fs.exists(hpath):
-        return []
-    found: list[FileInfo] = []
-    it = fs.listFiles(hpath, True)
-    while it.hasNext():
-        status = it.next()
-        found.append(FileInfo(str(status.getPath().toString()), int(status.getLen())))
-    return found
+    for attempt in range(1, LIST_ATTEMPTS + 1):
+        if not fs.exists(hpath):
+            return []
+        found: list[FileInfo] = []
+        try:
+            it = fs.listFiles(hpath, True)
+            while it.hasNext():
+                status = it.next()
+                found.append(FileInfo(str(status.getPath().toString()), int(status.getLen())))
+            return found
+        except Py4JJavaError as exc:
+            if attempt == LIST_ATTEMPTS or not any(m in str(exc.java_exception) for m in _VANISHED):
+                raise
+    raise AssertionError("unreachable")
 
 
 def list_dirs(spark: SparkSession, root: str) -> list[str]:

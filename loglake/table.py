@@ -364,9 +364,11 @@ def data_files(spark: SparkSession, path: str) -> list[DataFile]:
 
     root = path.rstrip("/") + "/"
     out = []
-    for f in storage.list_files(spark, path):
+    # Partition folders only: .hoodie holds the timeline, markers and lock files, which come and go.
+    files = [f for d in storage.list_dirs(spark, path) if d != ".hoodie" for f in storage.list_files(spark, root + d)]
+    for f in files:
         rel = f.path.split(root, 1)[-1]
-        if rel.startswith(".hoodie") or "/" not in rel or f.name.endswith(".crc"):
+        if "/" not in rel or f.name.endswith(".crc"):
             continue
         if f.name.startswith(".hoodie_partition_metadata") or not (f.name.endswith(".parquet") or ".log." in f.name):
             continue
