@@ -262,3 +262,46 @@ def test_clustering_merges_small_files_where_the_layout_allows_it(spark: Any, tm
     assert base_files() == {d: 1 for d in base_files()}
     assert result.files["latest_base_files"] == len(base_files())
     assert _snapshot(spark, str(path)) == before
+
+
+def test_loop_mode_runs_rounds_until_interrupted(spark: Any, tmp_path: Path) -> None:
+    from conftest import TEST_SPARK_CONF
+    from pyspark.sql import functions as F
+
+    from bench.gdpr import synthetic_logs
+    from loglake import table as contract
+
+    path = tmp_path / "logs"
+    settings = load_settings(overrides={"table.path": str(path)}, assignments=TEST_SPARK_CONF)
+    rows = synthetic_logs(spark, 2000, subjects=1, days=1)
+    for k in range(2):
+        rows.where(F.pmod(F.xxhash64(contract.RECORD_KEY), F.lit(2)) == k).write.format("hudi").options(
+            **contract.ingest_options(settings)
+        ).mode("append").save(str(path))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "loglake.cli",
+            "compact",
+            "--table-path",
+            str(path),
+            "--schedule",
+            "--loop",
+            "1 second",
+            "--set",
+            "spark.master=local[1]",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        rounds = [json.loads(proc.stdout.readline()) for _ in range(2)]  # one JSON line per round
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=120)
+    assert rounds[0]["compacted"] and rounds[0]["compacted"] == rounds[0]["scheduled"]
+    assert rounds[1]["compacted"] == []  # nothing new to do: the loop idles
+    assert code == 130
