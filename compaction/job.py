@@ -21,12 +21,15 @@ from loglake import services, table, timeline
 from loglake.errors import TableError
 from loglake.settings import Settings
 from loglake.spark import get_spark
+from loglake.timer import StageTimer
 
 log = logging.getLogger(__name__)
 
 
 # Hudi's default hoodie.parquet.small.file.limit (100 MB).
 SMALL_FILE_LIMIT = 104_857_600
+# Session catalog name prefix of the log table for procedures that take a table, not a path.
+SERVICES_CATALOG_PREFIX = "loglake_services"
 
 CLUSTERING_SKIPPED_BUCKET = (
     "the bucket index fixes each key's file group, so Hudi cannot cluster this table; compaction writes "
@@ -73,17 +76,6 @@ class CompactResult:
         return {**asdict(self), "totals": self.totals()}
 
 
-def _service_options(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The log table's options plus the user's hoodie.* settings, for procedure ``options``.
-
-    Only what table services read: layout, concurrency and locks, and the compaction, clustering,
-    cleaning and archiving settings (defaults in :data:`loglake.table.TABLE_SERVICES`).
-    """
-    opts = table.service_options(settings)
-    opts.update(extra or {})
-    return opts
-
-
 def _compaction_stats(spark: SparkSession, path: str, instants: list[str]) -> dict[str, int]:
     """Totals over the completed compaction commits ``instants`` (from their commit metadata)."""
     stats = {"file_groups_compacted": 0, "log_files_compacted": 0, "records_compacted": 0, "bytes_written": 0}
@@ -110,7 +102,7 @@ def file_stats(spark: SparkSession, settings: Settings, path: str, small_file_li
     From the view, not a listing: file groups replaced by clustering or a partition drop stay on
     disk until cleaned, but no reader sees them.
     """
-    name = services.register(spark, path, "loglake_services")
+    name = services.register(spark, path, SERVICES_CATALOG_PREFIX)
     rows = services.call(
         spark,
         settings,
@@ -131,76 +123,60 @@ def run_round(spark: SparkSession, settings: Settings, *, schedule: bool) -> Rou
     """One round of table services on the log table."""
     path = settings.table.require_path()
     result = RoundResult()
-    lap = time.monotonic()
-
-    def timed(name: str) -> None:
-        nonlocal lap
-        now = time.monotonic()
-        result.seconds[name] = round(now - lap, 3)
-        lap = now
+    timer = StageTimer(result.seconds)
+    # Every procedure runs with the writers' options (locks, layout, PII-free column stats).
+    opts = table.service_options(settings)
+    name = services.register(spark, path, SERVICES_CATALOG_PREFIX)
 
     def execute_pending() -> list[str]:
         if not timeline.health(spark, path).pending_compactions:
             return []
         args = services.args_text({"op": "run", "path": path})
-        sql = f"CALL run_compaction({args})"
-        rows = services.call(spark, settings, sql, what=f"compaction of {path}", opts=_service_options(settings))
+        rows = services.call(spark, settings, f"CALL run_compaction({args})", what=f"compaction of {path}", opts=opts)
         executed = {str(r["timestamp"]) for r in rows if r["timestamp"]}
         return sorted(executed - set(timeline.health(spark, path).pending_compactions))
 
     # Pending plans first: Hudi schedules no new compaction while an earlier plan is pending.
     result.compacted = execute_pending()
-    timed("compact")
+    timer.lap("compact")
     if schedule:
         # An explicit --schedule plans every log written so far, whatever the trigger settings say.
-        opts = _service_options(
-            settings,
-            {"hoodie.compact.inline.trigger.strategy": "NUM_COMMITS", "hoodie.compact.inline.max.delta.commits": "1"},
-        )
+        plan_now = {
+            "hoodie.compact.inline.trigger.strategy": "NUM_COMMITS",
+            "hoodie.compact.inline.max.delta.commits": "1",
+        }
         args = services.args_text({"op": "schedule", "path": path})
         rows = services.call(
-            spark, settings, f"CALL run_compaction({args})", what=f"compaction schedule on {path}", opts=opts
+            spark,
+            settings,
+            f"CALL run_compaction({args})",
+            what=f"compaction schedule on {path}",
+            opts={**opts, **plan_now},
         )
         result.scheduled = sorted(str(r["timestamp"]) for r in rows if r["timestamp"])
-        timed("schedule")
+        timer.lap("schedule")
         if result.scheduled:
             result.compacted += execute_pending()
-            timed("compact_scheduled")
+            timer.lap("compact_scheduled")
     for key, value in _compaction_stats(spark, path, result.compacted).items():
         setattr(result, key, value)
 
-    opts = _service_options(settings)
     if settings.compaction.clustering and opts.get("hoodie.index.type") == "BUCKET":
         # Hudi refuses ("not compatible with table layout HoodieSimpleBucketLayout"): a key's file group
         # is its hash bucket, so rows cannot move between files. Files are sized by the bucket count.
         result.clustering_skipped = CLUSTERING_SKIPPED_BUCKET
     elif settings.compaction.clustering:
         args = services.args_text({"op": "scheduleAndExecute", "path": path})
-        rows = services.call(
-            spark,
-            settings,
-            f"CALL run_clustering({args})",
-            what=f"clustering of {path}",
-            opts=_service_options(settings),
-        )
+        rows = services.call(spark, settings, f"CALL run_clustering({args})", what=f"clustering of {path}", opts=opts)
         result.clustered = sorted({str(r["timestamp"]) for r in rows if r["timestamp"]})
-        timed("cluster")
+        timer.lap("cluster")
 
     if settings.compaction.clean:
-        name = services.register(spark, path, "loglake_services")
-        rows = services.call(
-            spark,
-            settings,
-            f"CALL run_clean(table => '{name}')",
-            what=f"clean of {path}",
-            opts=_service_options(settings),
-        )
+        rows = services.call(spark, settings, f"CALL run_clean(table => '{name}')", what=f"clean of {path}", opts=opts)
         result.files_cleaned = sum(int(r["total_files_deleted"] or 0) for r in rows)
-        timed("clean")
+        timer.lap("clean")
 
     if settings.compaction.archive:
-        name = services.register(spark, path, "loglake_services")
-        opts = _service_options(settings)
         args = services.args_text(
             {
                 "table": name,
@@ -211,7 +187,7 @@ def run_round(spark: SparkSession, settings: Settings, *, schedule: bool) -> Rou
         )
         services.call(spark, settings, f"CALL archive_commits({args})", what=f"archiving of {path}", opts=opts)
         result.archived = True
-        timed("archive")
+        timer.lap("archive")
     return result
 
 
@@ -231,6 +207,7 @@ def run_compact(
     if not table.table_exists(spark, path):
         raise TableError(f"table.path={path} is not a Hudi table (no .hoodie/hoodie.properties there)")
     started = time.monotonic()
+    small = int(table.service_options(settings).get("hoodie.parquet.small.file.limit", SMALL_FILE_LIMIT))
     before = timeline.health(spark, path)
     result = CompactResult(
         table_path=path,
@@ -247,7 +224,6 @@ def run_compact(
         result.oldest_pending_seconds_after = after.oldest_pending_compaction_seconds
         result.uncompacted_delta_commits_after = after.uncompacted_delta_commits
         result.caught_up = not set(before.pending_compactions) & set(after.pending_compactions)
-        small = int(table.service_options(settings).get("hoodie.parquet.small.file.limit", SMALL_FILE_LIMIT))
         result.files = file_stats(spark, settings, path, small)
         result.seconds = round(time.monotonic() - started, 3)
         if on_round is not None:

@@ -7,9 +7,8 @@ Wiring only; the stages live in :mod:`gdpr.requests`, :mod:`gdpr.resolve`, :mod:
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +24,7 @@ from loglake import retry, storage, table
 from loglake.errors import TableError
 from loglake.settings import Settings
 from loglake.spark import get_spark
+from loglake.timer import StageTimer
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +59,6 @@ class DeleteResult:
     @property
     def verified(self) -> bool | None:
         return None if self.verification is None else bool(self.verification["clean"])
-
-
-@dataclass
-class _Timer:
-    seconds: dict[str, float] = field(default_factory=dict)
-    _start: float = field(default_factory=time.monotonic)
-
-    def lap(self, name: str) -> None:
-        now = time.monotonic()
-        self.seconds[name] = round(now - self._start, 3)
-        self._start = now
 
 
 def _file_groups(spark: SparkSession, path: str) -> set[tuple[str, str]]:
@@ -121,7 +110,7 @@ def run_delete(
     if not table.table_exists(spark, path):
         raise TableError(f"table.path={path} is not a Hudi table (no .hoodie/hoodie.properties there); nothing deleted")
     run_id = uuid.uuid4().hex
-    timer = _Timer()
+    timer = StageTimer()
     requests = parsed.requests
     received = datetime.now(UTC)
     salt = ledger.salt(spark, settings) if not dry_run else ""
@@ -249,7 +238,7 @@ def purge_and_verify(
     requests: list[ErasureRequest],
     partitions: list[str],
     result: DeleteResult,
-    timer: _Timer,
+    timer: StageTimer,
 ) -> None:
     """Compact the partitions that held the records, clean, redact quarantine, then scan every file."""
     path = settings.table.require_path()

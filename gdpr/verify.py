@@ -168,8 +168,12 @@ def s3_options(spark: SparkSession) -> dict[str, str]:
     Empty on EMR and plain AWS: there the workers' own credential chain and the bucket's region apply.
     """
     conf = spark.sparkContext._jsc.hadoopConfiguration()
-    keys = {"endpoint": "fs.s3a.endpoint", "access_key": "fs.s3a.access.key", "secret_key": "fs.s3a.secret.key"}
-    keys["region"] = "fs.s3a.endpoint.region"
+    keys = {
+        "endpoint": "fs.s3a.endpoint",
+        "access_key": "fs.s3a.access.key",
+        "secret_key": "fs.s3a.secret.key",
+        "region": "fs.s3a.endpoint.region",
+    }
     return {name: str(value) for name, key in keys.items() if (value := conf.get(key))}
 
 

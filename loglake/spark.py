@@ -43,6 +43,7 @@ def session_conf(settings: Settings) -> dict[str, str]:
     jol = "-Djdk.attach.allowAttachSelf=true -Djol.skipHotspotSAAttach=true"
     conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={log4j} {jol}"
     conf["spark.executor.extraJavaOptions"] = jol
+    bundle = None
     if settings.spark.jars == "maven":
         paths = jars.resolve(jars.SPARK_JARS)
         if any(p.startswith("s3a://") for p in settings.storage_paths):
@@ -53,14 +54,15 @@ def session_conf(settings: Settings) -> dict[str, str]:
         # then falls back to generic records and the read fails with a ClassCastException (seen after
         # a clean, on every data-skipping lookup). The bundle on the JVM's own class path avoids it.
         bundle = next(str(p) for p in paths if p.name.startswith("hudi-spark"))
-        for key in ("spark.driver.extraClassPath", "spark.executor.extraClassPath"):
-            user = settings.spark.conf.get(key)
-            conf[key] = f"{bundle}{os.pathsep}{user}" if user else bundle
     elif settings.spark.jars == "packages":
         conf["spark.jars.packages"] = jars.spark_packages()
     if not _under_spark_submit():
         conf["spark.master"] = "local[*]"
-    conf.update({k: v for k, v in settings.spark.conf.items() if k not in conf or not k.endswith("extraClassPath")})
+    conf.update(settings.spark.conf)
+    if bundle:
+        # Ahead of whatever class path the user gave, which stays.
+        for key in ("spark.driver.extraClassPath", "spark.executor.extraClassPath"):
+            conf[key] = f"{bundle}{os.pathsep}{conf[key]}" if key in conf else bundle
     return conf
 
 

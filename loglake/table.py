@@ -347,16 +347,6 @@ class DataFile:
     name: str
     size: int
 
-    @property
-    def is_base(self) -> bool:
-        return self.name.endswith(".parquet")
-
-    @property
-    def instant(self) -> str:
-        """The instant that wrote a base file (log files: the base instant they belong to)."""
-        stem = self.name.lstrip(".")
-        return stem.rsplit("_", 1)[-1].split(".")[0] if self.is_base else stem.split("_", 1)[1].split(".")[0]
-
 
 def data_files(spark: SparkSession, path: str) -> list[DataFile]:
     """Every base and log file of the table, from a listing (no data read, nothing under .hoodie)."""
@@ -368,7 +358,7 @@ def data_files(spark: SparkSession, path: str) -> list[DataFile]:
     files = [f for d in storage.list_dirs(spark, path) if d != ".hoodie" for f in storage.list_files(spark, root + d)]
     for f in files:
         rel = f.path.split(root, 1)[-1]
-        if "/" not in rel or f.name.endswith(".crc"):
+        if f.name.endswith(".crc"):
             continue
         if f.name.startswith(".hoodie_partition_metadata") or not (f.name.endswith(".parquet") or ".log." in f.name):
             continue
