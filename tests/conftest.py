@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,35 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(
+    command: list[str], log: Path, ready_url: str, what: str, timeout: float = 60, any_answer: bool = False
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server process until the block ends, once ``ready_url`` answers 200 (or, with
+    ``any_answer``, any HTTP status: an S3 gateway refuses anonymous requests when it is up)."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(ready_url, timeout=2) as r:  # noqa: S310 - 127.0.0.1 only
+                    if r.status == 200:
+                        break
+            except urllib.error.HTTPError:
+                if any_answer:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{what} did not start:\n{log.read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 @pytest.fixture(autouse=True)
@@ -68,37 +102,18 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prometheus Pushgateway (Debian's prometheus-pushgateway) on 127.0.0.1; yields host:port."""
     import shutil
-    import subprocess
-    import time
-    import urllib.request
 
     binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
     if binary is None:
         pytest.fail("prometheus-pushgateway is not installed: run `make system` (deploy/local/system-deps.sh)")
     address = f"127.0.0.1:{free_port()}"
     log = tmp_path_factory.mktemp("pushgateway") / "pushgateway.log"
-    with log.open("wb") as out:
-        # Debian's build persists to /var/lib/prometheus/pushgateway.data by default: a gateway started
-        # by one test session would then serve the metrics of the previous one, and tests would pass
-        # on stale pushes. An empty file name turns persistence off.
-        proc = subprocess.Popen(
-            [binary, f"--web.listen-address={address}", "--persistence.file="], stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://{address}/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"pushgateway did not start:\n{log.read_text()[-2000:]}")
-                time.sleep(0.2)
+    # Debian's build persists to /var/lib/prometheus/pushgateway.data by default: a gateway started
+    # by one test session would then serve the metrics of the previous one, and tests would pass
+    # on stale pushes. An empty file name turns persistence off.
+    command = [binary, f"--web.listen-address={address}", "--persistence.file="]
+    with serving(command, log, f"http://{address}/-/ready", "pushgateway", timeout=30):
         yield address
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.fixture
@@ -140,11 +155,7 @@ def s3_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     """
     import json
     import shutil
-    import subprocess
     import sys
-    import time
-    import urllib.error
-    import urllib.request
 
     binary = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
     if not Path(binary).exists():
@@ -168,37 +179,17 @@ def s3_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     args = [f"-{name}.port={port}" for name, port in ports.items()]
     args += [f"-{name}.port.grpc={free_port()}" for name in ("master", "volume", "filer", "s3", "admin")]
     store["endpoint"] = f"http://127.0.0.1:{ports['s3']}"
-    log = root / "weed.log"
     (root / "data").mkdir()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                binary,
-                "mini",
-                f"-dir={root / 'data'}",
-                "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1",
-                "-admin.ui=false",
-                f"-bucket={store['bucket']}",
-                f"-s3.config={root / 's3.json'}",
-                *args,
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(store["endpoint"], timeout=2)  # noqa: S310 - 127.0.0.1
-                break
-            except urllib.error.HTTPError:
-                break  # 403 to an anonymous request: the S3 gateway is up
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"weed mini did not start:\n{log.read_text()[-2000:]}")
-                time.sleep(0.5)
+    command = [
+        binary,
+        "mini",
+        f"-dir={root / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-admin.ui=false",
+        f"-bucket={store['bucket']}",
+        f"-s3.config={root / 's3.json'}",
+        *args,
+    ]
+    with serving(command, root / "weed.log", store["endpoint"], "weed mini", any_answer=True):
         yield store
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

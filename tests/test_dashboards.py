@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -60,7 +59,7 @@ def _get(url: str) -> Any:
 @pytest.fixture
 def prometheus(tmp_path: Path, pushgateway: str) -> Iterator[tuple[str, Path]]:
     """A real Prometheus scraping a port given later (file-based targets) and the Pushgateway; with our rules."""
-    from conftest import free_port
+    from conftest import free_port, serving
 
     binary = shutil.which("prometheus")
     if binary is None:
@@ -85,34 +84,14 @@ def prometheus(tmp_path: Path, pushgateway: str) -> Iterator[tuple[str, Path]]:
         )
     )
     address = f"127.0.0.1:{free_port()}"
-    log = tmp_path / "prometheus.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address={address}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://{address}/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"prometheus did not start:\n{log.read_text()[-2000:]}")
-            time.sleep(0.3)
+    command = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        f"--web.listen-address={address}",
+    ]
+    with serving(command, tmp_path / "prometheus.log", f"http://{address}/-/ready", "prometheus"):
         yield address, targets
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.mark.integration
