@@ -3,6 +3,11 @@
 Each request names a ``request_id`` and exactly one identifier of the data subject: ``user_id``,
 ``email``, ``client_ip``, or an explicit ``record_key``. A bad line is rejected with its line number
 and reason; the other requests still run.
+
+An identifier is taken exactly as given, byte for byte: no trimming, case folding or Unicode
+normalisation, because each of those can turn one person's identifier into another's (a request for
+``" spaced "`` must not erase ``spaced``). Whitespace around an identifier is kept and noted in the
+report. An identifier has no length limit: a subject whose id is long must be erasable too.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ from loglake.errors import ConfigError
 IdentifierKind = Literal["user_id", "email", "client_ip", "record_key"]
 IDENTIFIER_KINDS: tuple[IdentifierKind, ...] = ("user_id", "email", "client_ip", "record_key")
 KNOWN_FIELDS = ("request_id", *IDENTIFIER_KINDS, "received_at")
-MAX_VALUE_LENGTH = 1024
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,17 @@ class ParsedRequests:
     requests: list[ErasureRequest]
     rejections: list[Rejection]
 
+    def notes(self) -> list[Rejection]:
+        """Accepted requests worth a second look: an identifier with whitespace at either end is matched
+        with it, which is rarely what a hand-made file meant."""
+        return [
+            Rejection(
+                r.source, f"request {r.request_id}: {r.kind} has whitespace at its start or end; matched as given"
+            )
+            for r in self.requests
+            if r.value != r.value.strip()
+        ]
+
 
 def _check(fields: dict[str, Any], source: str) -> ErasureRequest | Rejection:
     unknown = sorted(k for k in fields if k not in KNOWN_FIELDS)
@@ -59,8 +74,18 @@ def _check(fields: dict[str, Any], source: str) -> ErasureRequest | Rejection:
     request_id = fields.get("request_id")
     if not isinstance(request_id, str) or not request_id.strip():
         return Rejection(source, "no request_id")
-    given = [k for k in IDENTIFIER_KINDS if fields.get(k) not in (None, "")]
+    request_id = request_id.strip()
+    present = [k for k in IDENTIFIER_KINDS if fields.get(k) is not None and fields.get(k) != ""]
+    wrong_type = [k for k in present if not isinstance(fields[k], str)]
+    if wrong_type:
+        kind = wrong_type[0]
+        return Rejection(source, f"request {request_id}: {kind} must be a string, got {type(fields[kind]).__name__}")
+    # An identifier of only whitespace would match every record whose column is blank: never a person.
+    blank = [k for k in present if not fields[k].strip()]
+    given = [k for k in present if k not in blank]
     if not given:
+        if blank:
+            return Rejection(source, f"request {request_id}: {blank[0]} is only whitespace; give the identifier itself")
         return Rejection(
             source, f"request {request_id} has no identifier; expected one of {', '.join(IDENTIFIER_KINDS)}"
         )
@@ -71,12 +96,7 @@ def _check(fields: dict[str, Any], source: str) -> ErasureRequest | Rejection:
         )
     kind = cast(IdentifierKind, given[0])
     value = fields[kind]
-    if not isinstance(value, str):
-        return Rejection(source, f"request {request_id}: {kind} must be a string, got {type(value).__name__}")
-    value = value.strip()
-    if len(value) > MAX_VALUE_LENGTH:
-        return Rejection(source, f"request {request_id}: {kind} is longer than {MAX_VALUE_LENGTH} characters")
-    return ErasureRequest(request_id=request_id.strip(), kind=kind, value=value, source=source)
+    return ErasureRequest(request_id=request_id, kind=kind, value=value, source=source)
 
 
 def _dedupe(items: Iterable[ErasureRequest | Rejection]) -> ParsedRequests:
@@ -131,7 +151,8 @@ def _csv(text: str, name: str) -> Iterator[ErasureRequest | Rejection]:
         if len(row) != len(header):
             yield Rejection(source, f"{len(row)} fields, the header has {len(header)}")
             continue
-        yield _check({k: v.strip() for k, v in zip(header, row, strict=True)}, source)
+        # Cells are taken as written: the identifier's own spaces are part of it.
+        yield _check(dict(zip(header, row, strict=True)), source)
     if header is None:
         yield Rejection(f"{name}:1", "no header line; expected e.g. request_id,user_id")
 
@@ -141,7 +162,10 @@ def parse_text(text: str, name: str) -> ParsedRequests:
     stripped = text.lstrip()
     if not stripped:
         return ParsedRequests([], [Rejection(f"{name}:0", "the requests file is empty")])
-    items = _jsonl(text.splitlines(), name) if stripped.startswith("{") else _csv(text, name)
+    # Split on line feeds only: str.splitlines() would also split inside an identifier holding U+2028,
+    # U+0085 or a file separator, which JSON allows unescaped.
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    items = _jsonl(lines, name) if stripped.startswith("{") else _csv(text, name)
     return _dedupe(items)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,49 @@ def test_kafka_messages_named_by_topic_partition_offset() -> None:
 def test_identifier_never_in_repr() -> None:
     request = parse_text('{"request_id": "a", "email": "secret@example.com"}', "r").requests[0]
     assert "secret" not in repr(request)
+
+
+def test_identifiers_are_taken_byte_for_byte() -> None:
+    long_id = "u-" + "x" * 5000
+    text = "\n".join(
+        json.dumps({"request_id": f"r{n}", "user_id": value})
+        for n, value in enumerate([" spaced ", "José", "Jose\u0301", "u1\x00", "u1\n", "a\u2028b", long_id, "U1"])
+    )
+    parsed = parse_text(text, "r.jsonl")
+    assert [r.value for r in parsed.requests] == [
+        " spaced ",
+        "José",
+        "Jose\u0301",
+        "u1\x00",
+        "u1\n",
+        "a\u2028b",
+        long_id,
+        "U1",
+    ]
+    assert parsed.rejections == []
+    # Kept as given, but pointed out: whitespace at either end is rarely meant.
+    assert [(n.source, "whitespace" in n.reason) for n in parsed.notes()] == [("r.jsonl:1", True), ("r.jsonl:5", True)]
+
+
+def test_whitespace_only_identifiers_are_rejected_by_line() -> None:
+    text = "\n".join(
+        [
+            '{"request_id": "a", "user_id": "   "}',
+            '{"request_id": "b", "email": "\\t"}',
+            '{"request_id": "c", "user_id": "u-1", "email": " "}',
+        ]
+    )
+    parsed = parse_text(text, "r.jsonl")
+    assert [(r.source, "only whitespace" in r.reason) for r in parsed.rejections] == [
+        ("r.jsonl:1", True),
+        ("r.jsonl:2", True),
+    ]
+    # A blank second column next to a real identifier is no second identifier.
+    assert [(r.request_id, r.kind, r.value) for r in parsed.requests] == [("c", "user_id", "u-1")]
+
+
+def test_csv_cells_keep_their_spaces_and_quoted_newlines() -> None:
+    parsed = parse_text('request_id,user_id\nr1, u-1\nr2,"u\n2"\nr3,   \n', "r.csv")
+    assert [(r.request_id, r.value) for r in parsed.requests] == [("r1", " u-1"), ("r2", "u\n2")]
+    assert [r.source for r in parsed.rejections] == ["r.csv:5"]
+    assert "only whitespace" in parsed.rejections[0].reason
