@@ -1,14 +1,15 @@
 """The GDPR job: resolve erasure requests to record keys, delete them, optionally purge and verify.
 
 Wiring only; the stages live in :mod:`gdpr.requests`, :mod:`gdpr.resolve`, :mod:`gdpr.purge`,
-:mod:`gdpr.verify` and :mod:`gdpr.ledger`.
+:mod:`gdpr.verify` (with the matching rules of :mod:`gdpr.match`) and :mod:`gdpr.ledger`.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,8 +19,9 @@ from pyspark.sql import functions as F
 
 from gdpr import ledger, purge, resolve
 from gdpr.ledger import LedgerEntry
+from gdpr.match import AvroDecoder, HashedIdentifier, Identifier, Matcher, json_decoder
 from gdpr.requests import ErasureRequest, ParsedRequests
-from gdpr.verify import Needle, verify
+from gdpr.verify import verify
 from loglake import retry, storage, table
 from loglake.errors import TableError
 from loglake.settings import Settings
@@ -28,13 +30,14 @@ from loglake.timer import StageTimer
 
 log = logging.getLogger(__name__)
 
-
-BACKLOG_STATUSES = ("received", "unverified")
+# Ledger requests that are not done: received but never deleted, or shown to still have copies.
+BACKLOG_STATUSES = (ledger.RECEIVED, ledger.UNVERIFIED)
+KEY_FIELDS = frozenset({table.RECORD_KEY, "_hoodie_record_key"})
 
 
 @dataclass
 class DeleteResult:
-    """What one run of ``loglake gdpr delete`` did; printed as JSON, asserted on by tests."""
+    """What one run of ``loglake gdpr delete`` or ``purge`` did; printed as JSON, asserted on by tests."""
 
     run_id: str
     table_path: str
@@ -49,12 +52,21 @@ class DeleteResult:
     partitions: dict[str, dict[str, int]]  # event_date -> {records, file_groups}
     requests_without_records: list[str]
     seconds: dict[str, float]
+    # Accepted requests worth a second look (an identifier with whitespace at either end).
+    notes: list[dict[str, str]] = field(default_factory=list)
+    quarantine_rows_redacted: int = 0
     purge: dict[str, Any] | None = None
     verification: dict[str, Any] | None = None
-    kafka_copies: dict[str, Any] | None = None
+    # Requests of earlier runs (deleted, not yet verified) that this purge took up, and every request
+    # this run brought to "verified".
+    earlier_requests: list[str] = field(default_factory=list)
+    completed_requests: list[str] = field(default_factory=list)
+    kafka_copies: list[dict[str, Any]] | None = None
     ledger_path: str | None = None
-    # Ledger requests not done after this run: received but never completed, or purged but unverified.
     ledger_backlog: int | None = None
+    ledger_status: dict[str, int] | None = None  # requests per status after this run
+    # Age of the oldest delete whose files are not yet purged and verified.
+    oldest_pending_purge_seconds: float | None = None
 
     @property
     def verified(self) -> bool | None:
@@ -66,16 +78,30 @@ def _file_groups(spark: SparkSession, path: str) -> set[tuple[str, str]]:
     return {(f.partition, f.file_group) for f in table.data_files(spark, path)}
 
 
-def _needles(requests: list[ErasureRequest]) -> list[Needle]:
-    # Record keys carry no personal data (loglake.table); the subjects' identifiers are what must go.
-    return [Needle(r.request_id, r.value) for r in requests if r.kind != "record_key"]
+def message_decoders() -> list[Any]:
+    """How the verifier and the redaction decode a quarantined message by meaning: JSON, or the LogBatch contract."""
+    from ingest.schema import avro_schema_json
+
+    return [json_decoder, AvroDecoder(avro_schema_json())]
 
 
-def kafka_retention(settings: Settings) -> dict[str, Any]:
-    """When raw copies in Kafka expire: the job cannot delete them, so the report says when they go."""
+def matcher_for(requests: Iterable[ErasureRequest], hashed: Iterable[HashedIdentifier] = (), salt: str = "") -> Matcher:
+    """The identifiers of ``requests`` (and ``hashed`` ones of earlier runs) under the table's matching rules."""
+    requests = list(requests)
+    return Matcher(
+        identifiers=[Identifier(r.request_id, r.value) for r in requests if r.kind != "record_key"],
+        record_keys=[Identifier(r.request_id, r.value) for r in requests if r.kind == "record_key"],
+        hashed=list(hashed),
+        salt=salt,
+        identifier_fields=frozenset(table.SUBJECT_COLUMNS),
+        key_fields=KEY_FIELDS,
+    )
+
+
+def kafka_retention(settings: Settings, topic: str) -> dict[str, Any]:
+    """When raw copies in a Kafka topic expire: the job cannot delete them, so the report says when they go."""
     from confluent_kafka.admin import AdminClient, ConfigResource
 
-    topic = settings.kafka.topic
     info: dict[str, Any] = {"topic": topic}
     try:
         admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers, "socket.timeout.ms": 10000})
@@ -96,6 +122,28 @@ def kafka_retention(settings: Settings) -> dict[str, Any]:
     return info
 
 
+def _entry(
+    r: ErasureRequest, previous: dict[str, LedgerEntry], salt: str, run_id: str, now: datetime, **changes: Any
+) -> LedgerEntry:
+    """The ledger row of ``r`` with ``changes``, keeping what earlier runs recorded."""
+    old = previous.get(r.request_id)
+    base = LedgerEntry(
+        request_id=r.request_id,
+        subject_kind=r.kind,
+        subject_hash=ledger.subject_hash(salt, r),
+        source=r.source,
+        received_at=old.received_at if old else now,
+        completed_at=None,
+        status=ledger.RECEIVED,
+        records_deleted=old.records_deleted if old else 0,
+        verified=None,
+        verification_hits=None,
+        run_id=run_id,
+        partitions=old.partitions if old else None,
+    )
+    return replace(base, **changes)
+
+
 def run_delete(
     settings: Settings,
     parsed: ParsedRequests,
@@ -104,7 +152,11 @@ def run_delete(
     do_purge: bool = False,
     spark: SparkSession | None = None,
 ) -> DeleteResult:
-    """Erase the subjects of ``parsed.requests`` from the log table (see module docstring)."""
+    """Erase the subjects of ``parsed.requests`` from the log table (see module docstring).
+
+    With ``do_purge`` the run also purges and verifies every erasure still pending in the ledger
+    or in the table's files, so it may be called with no requests at all.
+    """
     path = settings.table.require_path()
     spark = spark or get_spark(settings, app_name=f"loglake-gdpr[{settings.table.name}]")
     if not table.table_exists(spark, path):
@@ -112,68 +164,54 @@ def run_delete(
     run_id = uuid.uuid4().hex
     timer = StageTimer()
     requests = parsed.requests
-    received = datetime.now(UTC)
     salt = ledger.salt(spark, settings) if not dry_run else ""
+    previous = ledger.read(spark, settings) if not dry_run else {}
 
     if not dry_run and requests:
-        previous = ledger.read(spark, settings)
-        ledger.write(
-            spark,
-            settings,
-            [
-                LedgerEntry(
-                    request_id=r.request_id,
-                    subject_kind=r.kind,
-                    subject_hash=ledger.subject_hash(salt, r),
-                    source=r.source,
-                    received_at=previous[r.request_id].received_at if r.request_id in previous else received,
-                    completed_at=None,
-                    status="received",
-                    records_deleted=previous[r.request_id].records_deleted if r.request_id in previous else 0,
-                    verified=None,
-                    verification_hits=None,
-                    run_id=run_id,
-                )
-                for r in requests
-            ],
-        )
+        now = datetime.now(UTC)
+        ledger.write(spark, settings, [_entry(r, previous, salt, run_id, now) for r in requests])
     timer.lap("ledger_received")
 
-    snapshot = spark.read.format("hudi").load(path)
-    matches = resolve.match_records(snapshot, requests).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        per_request = {
-            r["request_id"]: r["n"] for r in matches.groupBy("request_id").agg(F.count("*").alias("n")).collect()
-        }
-        per_group = (
-            matches.groupBy(table.PARTITION_FIELD, "file_group")
-            .agg(F.countDistinct(table.RECORD_KEY).alias("records"))
-            .collect()
-        )
-        keys = resolve.delete_keys(matches).persist(StorageLevel.MEMORY_AND_DISK)
-        found = keys.count()
-        timer.lap("resolve")
-        partitions: dict[str, dict[str, int]] = {}
-        for row in per_group:
-            p = partitions.setdefault(row[table.PARTITION_FIELD], {"records": 0, "file_groups": 0})
-            p["records"] += row["records"]
-            p["file_groups"] += 1
-        total_groups = len(_file_groups(spark, path))
-        timer.lap("list_file_groups")
-
-        deleted = 0
-        if found and not dry_run:
-            writer = keys.write.format("hudi").options(**table.delete_options(settings)).mode("append")
-            retry.on_conflict(
-                lambda: writer.save(path),
-                what=f"gdpr delete run {run_id} on {path}",
-                attempts=settings.table.conflict_retries,
+    per_request: dict[str, int] = {}
+    partitions_of: dict[str, set[str]] = {}
+    partitions: dict[str, dict[str, int]] = {}
+    topics: set[str] = set()
+    found = deleted = groups_touched = 0
+    if requests:
+        snapshot = spark.read.format("hudi").load(path)
+        matches = resolve.match_records(snapshot, requests).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            for row in matches.groupBy("request_id", table.PARTITION_FIELD).agg(F.count("*").alias("n")).collect():
+                per_request[row["request_id"]] = per_request.get(row["request_id"], 0) + row["n"]
+                partitions_of.setdefault(row["request_id"], set()).add(row[table.PARTITION_FIELD])
+            per_group = (
+                matches.groupBy(table.PARTITION_FIELD, "file_group")
+                .agg(F.countDistinct(table.RECORD_KEY).alias("records"))
+                .collect()
             )
-            deleted = found
-        keys.unpersist()
-        timer.lap("delete")
-    finally:
-        matches.unpersist()
+            topics = {r["kafka_topic"] for r in matches.select("kafka_topic").distinct().collect() if r["kafka_topic"]}
+            keys = resolve.delete_keys(matches).persist(StorageLevel.MEMORY_AND_DISK)
+            found = keys.count()
+            timer.lap("resolve")
+            for row in per_group:
+                p = partitions.setdefault(row[table.PARTITION_FIELD], {"records": 0, "file_groups": 0})
+                p["records"] += row["records"]
+                p["file_groups"] += 1
+            groups_touched = len(per_group)
+            if found and not dry_run:
+                writer = keys.write.format("hudi").options(**table.delete_options(settings)).mode("append")
+                retry.on_conflict(
+                    lambda: writer.save(path),
+                    what=f"gdpr delete run {run_id} on {path}",
+                    attempts=settings.table.conflict_retries,
+                )
+                deleted = found
+            keys.unpersist()
+            timer.lap("delete")
+        finally:
+            matches.unpersist()
+    total_groups = len(_file_groups(spark, path))
+    timer.lap("list_file_groups")
 
     result = DeleteResult(
         run_id=run_id,
@@ -181,10 +219,11 @@ def run_delete(
         dry_run=dry_run,
         requests=len(requests),
         rejected=[{"source": r.source, "reason": r.reason} for r in parsed.rejections],
+        notes=[{"source": r.source, "note": r.reason} for r in parsed.notes()],
         subjects=len({(r.kind, r.value) for r in requests}),
         record_keys_found=found,
         records_deleted=deleted,
-        file_groups_touched=len(per_group),
+        file_groups_touched=groups_touched,
         file_groups_total=total_groups,
         partitions=dict(sorted(partitions.items())),
         requests_without_records=sorted(r.request_id for r in requests if r.request_id not in per_request),
@@ -195,38 +234,49 @@ def run_delete(
         result.seconds["total"] = round(sum(timer.seconds.values()), 3)
         return result
 
-    if do_purge:
-        purge_and_verify(spark, settings, requests, sorted(partitions), result, timer)
-    result.kafka_copies = kafka_retention(settings)
+    if requests:
+        # Quarantined messages of the subjects lose their raw bytes now, with the delete; the old file
+        # versions go at the next purge's clean.
+        result.quarantine_rows_redacted = purge.redact_quarantine(
+            spark, settings, matcher_for(requests), message_decoders()
+        )
+        timer.lap("redact_quarantine")
+        now = datetime.now(UTC)
+        ledger.write(
+            spark,
+            settings,
+            [
+                _entry(
+                    r,
+                    previous,
+                    salt,
+                    run_id,
+                    now,
+                    status=ledger.DELETED,
+                    deleted_at=now,
+                    records_deleted=(previous[r.request_id].records_deleted if r.request_id in previous else 0)
+                    + per_request.get(r.request_id, 0),
+                    partitions=sorted(f"{table.PARTITION_FIELD}={p}" for p in partitions_of.get(r.request_id, ())),
+                )
+                for r in requests
+            ],
+        )
+        timer.lap("ledger_deleted")
 
-    completed = datetime.now(UTC)
-    previous = ledger.read(spark, settings)
-    status = "deleted" if result.verification is None else ("verified" if result.verified else "unverified")
-    ledger.write(
-        spark,
-        settings,
-        [
-            LedgerEntry(
-                request_id=r.request_id,
-                subject_kind=r.kind,
-                subject_hash=ledger.subject_hash(salt, r),
-                source=r.source,
-                received_at=previous[r.request_id].received_at if r.request_id in previous else received,
-                completed_at=completed,
-                status=status,
-                records_deleted=(previous[r.request_id].records_deleted if r.request_id in previous else 0)
-                + per_request.get(r.request_id, 0),
-                verified=result.verified,
-                verification_hits=None
-                if result.verification is None
-                else sum(1 for f in result.verification["files_with_hits"].values() if r.request_id in f),
-                run_id=run_id,
-            )
-            for r in requests
-        ],
-    )
-    result.ledger_backlog = sum(1 for e in ledger.read(spark, settings).values() if e.status in BACKLOG_STATUSES)
-    timer.lap("ledger_completed")
+    if do_purge:
+        purge_and_verify(spark, settings, requests, result, timer, salt, run_id)
+    result.kafka_copies = [kafka_retention(settings, t) for t in sorted(topics | {settings.kafka.topic})]
+    timer.lap("kafka_retention")
+
+    entries = ledger.read(spark, settings)
+    result.ledger_backlog = sum(1 for e in entries.values() if e.status in BACKLOG_STATUSES)
+    result.ledger_status = {s: sum(1 for e in entries.values() if e.status == s) for s in ledger.STATUSES}
+    pending = [e.deleted_at for e in entries.values() if e.status in ledger.PENDING_PURGE and e.deleted_at]
+    if pending:
+        # Spark hands timestamps back as naive local times; astimezone reads a naive one as local.
+        oldest = min(p.astimezone(UTC) for p in pending)
+        result.oldest_pending_purge_seconds = round((datetime.now(UTC) - oldest).total_seconds(), 3)
+    timer.lap("ledger_read")
     result.seconds = timer.seconds
     result.seconds["total"] = round(sum(timer.seconds.values()), 3)
     return result
@@ -236,13 +286,23 @@ def purge_and_verify(
     spark: SparkSession,
     settings: Settings,
     requests: list[ErasureRequest],
-    partitions: list[str],
     result: DeleteResult,
     timer: StageTimer,
+    salt: str,
+    run_id: str,
 ) -> None:
-    """Compact the partitions that held the records, clean, redact quarantine, then scan every file."""
+    """Compact every partition whose latest files still hold deletes, clean both tables, then scan every file.
+
+    Covers this run's requests and every request the ledger holds as deleted but not verified; those
+    are checked by the ledger's salted hash, since this run was not given their identifiers.
+    """
     path = settings.table.require_path()
     quarantine_path = settings.table.effective_quarantine_path
+    entries = ledger.read(spark, settings)
+    own = {r.request_id for r in requests}
+    pending = {i: e for i, e in entries.items() if e.status in ledger.PENDING_PURGE}
+    result.earlier_requests = sorted(i for i in pending if i not in own)
+
     outcome = purge.PurgeResult()
     pinned = {p: purge.savepoints(spark, p) for p in (path, quarantine_path)}
     pinned = {p: s for p, s in pinned.items() if s}
@@ -254,19 +314,63 @@ def purge_and_verify(
         )
         log.error("purge refused: %s", outcome.refused)
     else:
-        outcome.compaction_instants = purge.compact_partitions(spark, settings, partitions)
-        outcome.partitions_compacted = partitions
+        partitions = purge.pending_deletes(spark, settings, path)
+        log.info("purge of %s: delete blocks in the latest files of %d partitions", path, len(partitions))
+        purge.compact_partitions(spark, settings, list(partitions), outcome)
         outcome.files_cleaned = purge.clean(
-            spark, settings, path, "loglake_purge_logs", table.service_options(settings)
+            spark, settings, path, purge.PURGE_CATALOG_PREFIX, table.service_options(settings)
         )
-        outcome.quarantine_rows_redacted = purge.redact_quarantine(spark, settings, _needles(requests))
-        if outcome.quarantine_rows_redacted:
+        if storage.exists(spark, f"{quarantine_path}/.hoodie/hoodie.properties"):
             outcome.files_cleaned += purge.clean(
                 spark, settings, quarantine_path, "loglake_purge_quarantine", table.quarantine_options(settings)
             )
     timer.lap("purge")
     result.purge = asdict(outcome)
+
+    by_id = {r.request_id: r for r in requests}
+    now = datetime.now(UTC)
+    still = set(outcome.partitions_pending)
+    purged = {i for i, e in pending.items() if outcome.refused is None and not still.intersection(e.partitions or [])}
+    if purged:
+        ledger.write(
+            spark,
+            settings,
+            [replace(pending[i], status=ledger.PURGED, purged_at=now, run_id=run_id) for i in sorted(purged)],
+        )
+    timer.lap("ledger_purged")
+
+    hashed = [HashedIdentifier(i, e.subject_kind, e.subject_hash) for i, e in pending.items() if i not in by_id]
+    matcher = matcher_for(requests, hashed, salt)
     files = storage.list_files(spark, path) + storage.list_files(spark, quarantine_path)
-    checked = verify(spark, [f for f in files if not f.name.endswith(".crc")], _needles(requests))
-    result.verification = {**asdict(checked), "clean": checked.clean and outcome.refused is None}
+    checked = verify(spark, [f for f in files if not f.name.endswith(".crc")], matcher, message_decoders())
+    clean = checked.clean and outcome.refused is None and not outcome.partitions_pending
+    result.verification = {
+        **asdict(checked),
+        "clean": clean,
+        # How each request was checked: by value everywhere, or (earlier runs) by hash in identifier fields.
+        "checked_by_value": sorted(own),
+        "checked_by_hash": sorted(h.request_id for h in hashed),
+    }
     timer.lap("verify")
+
+    hits = checked.requests_hit()
+    now = datetime.now(UTC)
+    updates = []
+    for i, e in sorted(pending.items()):
+        ok = i in purged and hits.get(i, 0) == 0
+        updates.append(
+            replace(
+                e,
+                status=ledger.VERIFIED if ok else ledger.UNVERIFIED,
+                purged_at=now if i in purged and e.purged_at is None else e.purged_at,
+                verified=ok,
+                verified_at=now if ok else None,
+                completed_at=now if ok else None,
+                verification_hits=hits.get(i, 0),
+                run_id=run_id,
+            )
+        )
+        if ok:
+            result.completed_requests.append(i)
+    ledger.write(spark, settings, updates)
+    timer.lap("ledger_verified")

@@ -3,19 +3,26 @@
 A small copy-on-write Hudi table beside the log table (``<table-path>_gdpr_ledger``), keyed by
 request id, so re-running a request updates its row instead of adding one. It proves what was
 erased and when, and lets anyone holding an identifier (and the salt) check that it was.
+
+A request's life: ``received`` (read, not yet deleted), ``deleted`` (its records are gone from every
+query), ``purged`` (the files that held them were compacted away and cleaned), then ``verified``
+(no file holds the identifier) or ``unverified`` (some file still does; the report says where).
+Each step keeps its time, and the partitions that held the subject's records, so a later purge can
+finish what an earlier delete started without being given the identifier again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from gdpr.match import subject_digest
 from gdpr.requests import ErasureRequest
 from loglake import retry, storage
 from loglake.errors import ConfigError
@@ -35,8 +42,18 @@ SCHEMA = T.StructType(
         T.StructField("verified", T.BooleanType(), True),
         T.StructField("verification_hits", T.LongType(), True),
         T.StructField("run_id", T.StringType(), False),
+        # Added after the first release: nullable and last, so older ledgers take them on write.
+        T.StructField("deleted_at", T.TimestampType(), True),
+        T.StructField("purged_at", T.TimestampType(), True),
+        T.StructField("verified_at", T.TimestampType(), True),
+        T.StructField("partitions", T.ArrayType(T.StringType(), False), True),
     ]
 )
+
+RECEIVED, DELETED, PURGED, VERIFIED, UNVERIFIED = "received", "deleted", "purged", "verified", "unverified"
+STATUSES = (RECEIVED, DELETED, PURGED, VERIFIED, UNVERIFIED)
+# Deleted (or purged) but not yet shown to be gone from every file: what a purge without new requests finishes.
+PENDING_PURGE = (DELETED, PURGED, UNVERIFIED)
 
 
 @dataclass(frozen=True)
@@ -47,16 +64,20 @@ class LedgerEntry:
     source: str
     received_at: datetime
     completed_at: datetime | None
-    status: str  # received | deleted | purged | verified | unverified | failed
+    status: str  # received | deleted | purged | verified | unverified
     records_deleted: int
     verified: bool | None
     verification_hits: int | None
     run_id: str
+    deleted_at: datetime | None = None
+    purged_at: datetime | None = None
+    verified_at: datetime | None = None
+    partitions: list[str] | None = None
 
 
 def subject_hash(salt: str, request: ErasureRequest) -> str:
     """SHA-256 of salt, kind and identifier: the same subject always hashes alike under one salt."""
-    return hashlib.sha256(f"{salt}\x00{request.kind}\x00{request.value}".encode()).hexdigest()
+    return subject_digest(salt, request.kind, request.value)
 
 
 def salt(spark: SparkSession, settings: Settings) -> str:
@@ -94,7 +115,10 @@ def read(spark: SparkSession, settings: Settings) -> dict[str, LedgerEntry]:
     path = settings.ledger_path
     if not storage.exists(spark, f"{path}/.hoodie/hoodie.properties"):
         return {}
-    rows = spark.read.format("hudi").load(path).select(*SCHEMA.fieldNames()).collect()
+    df = spark.read.format("hudi").load(path)
+    # A ledger written before the lifecycle columns existed reads them as null.
+    columns = [F.col(f.name) if f.name in df.columns else F.lit(None).cast(f.dataType).alias(f.name) for f in SCHEMA]
+    rows = df.select(*columns).collect()
     return {r["request_id"]: LedgerEntry(**r.asDict()) for r in rows}
 
 

@@ -41,6 +41,17 @@ class GdprMetrics:
             "Ledger requests not done after the last run: received but never completed, or not verified.",
             registry=r,
         )
+        self.ledger_requests = Gauge(
+            "loglake_gdpr_ledger_requests",
+            "Ledger requests by status after the last run (received, deleted, purged, verified, unverified).",
+            ["status"],
+            registry=r,
+        )
+        self.oldest_pending_purge = Gauge(
+            "loglake_gdpr_oldest_pending_purge_seconds",
+            "Age of the oldest delete whose files are not yet purged and verified (0 when none is).",
+            registry=r,
+        )
         self.partitions_expired = Gauge(
             "loglake_gdpr_partitions_expired", "Partitions dropped by the last retention run.", registry=r
         )
@@ -57,6 +68,10 @@ class GdprMetrics:
             self.verification_hits.set(result.verification["hits"])
         if result.ledger_backlog is not None:
             self.ledger_backlog.set(result.ledger_backlog)
+        for status, count in (result.ledger_status or {}).items():
+            self.ledger_requests.labels(status=status).set(count)
+        if result.ledger_status is not None:
+            self.oldest_pending_purge.set(result.oldest_pending_purge_seconds or 0)
         if not result.dry_run and result.verified is not False:
             self.succeeded()
 

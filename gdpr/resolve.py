@@ -21,9 +21,9 @@ from gdpr.requests import IDENTIFIER_KINDS, ErasureRequest
 from loglake.table import PARTITION_FIELD, RECORD_KEY
 
 FILE_NAME = "_hoodie_file_name"
-# Columns a lookup reads: the key and partition the delete needs, the file name for reporting, and
-# the identifier columns.
-LOOKUP_COLUMNS = (RECORD_KEY, PARTITION_FIELD, FILE_NAME, *IDENTIFIER_KINDS[:3])
+# Columns a lookup reads: the key and partition the delete needs, the file name and Kafka topic for
+# reporting (raw copies stay in that topic until its retention), and the identifier columns.
+LOOKUP_COLUMNS = (RECORD_KEY, PARTITION_FIELD, FILE_NAME, "kafka_topic", *IDENTIFIER_KINDS[:3])
 
 SUBJECT_SCHEMA = T.StructType(
     [
@@ -46,14 +46,18 @@ def file_group(file_name: F.Column) -> F.Column:
 
 
 def identifier_filter(requests: Sequence[ErasureRequest]) -> F.Column:
-    """``kind IN (values)`` for every identifier kind requested, OR-ed: a filter Parquet can push down."""
+    """``kind IN (values)`` for every identifier kind requested, OR-ed: a filter Parquet can push down.
+
+    Equality, byte for byte: values are never trimmed or folded, so a look-alike is never matched.
+    """
     by_kind = {kind: sorted({r.value for r in requests if r.kind == kind}) for kind in IDENTIFIER_KINDS}
     conditions = [F.col(kind).isin(values) for kind, values in by_kind.items() if values]
     return reduce(operator.or_, conditions) if conditions else F.lit(False)
 
 
 def match_records(table: DataFrame, requests: Sequence[ErasureRequest]) -> DataFrame:
-    """One row per (request, record) the request identifies: request_id, kind, record_key, event_date, file_group.
+    """One row per (request, record) the request identifies: request_id, kind, record_key, event_date,
+    file_group, kafka_topic.
 
     ``table`` is the log table's snapshot; only :data:`LOOKUP_COLUMNS` are read, under
     :func:`identifier_filter`.
@@ -64,14 +68,15 @@ def match_records(table: DataFrame, requests: Sequence[ErasureRequest]) -> DataF
     pairs = hits.select(
         RECORD_KEY,
         PARTITION_FIELD,
+        "kafka_topic",
         file_group(F.col(FILE_NAME)).alias("file_group"),
         F.explode(
             F.array(*[F.struct(F.lit(k).alias("kind"), F.col(k).alias("value")) for k in IDENTIFIER_KINDS])
         ).alias("identifier"),
-    ).select(RECORD_KEY, PARTITION_FIELD, "file_group", "identifier.kind", "identifier.value")
+    ).select(RECORD_KEY, PARTITION_FIELD, "kafka_topic", "file_group", "identifier.kind", "identifier.value")
     subjects = subjects_frame(table.sparkSession, requests)
     return pairs.join(F.broadcast(subjects), ["kind", "value"]).select(
-        "request_id", "kind", RECORD_KEY, PARTITION_FIELD, "file_group"
+        "request_id", "kind", RECORD_KEY, PARTITION_FIELD, "file_group", "kafka_topic"
     )
 
 

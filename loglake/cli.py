@@ -132,6 +132,7 @@ def _gdpr_settings(args: argparse.Namespace) -> Any:
         args.config,
         overrides={
             "kafka.bootstrap_servers": args.bootstrap_servers,
+            "kafka.topic": args.topic,
             "table.path": args.table_path,
             "metrics.pushgateway": args.pushgateway,
             "gdpr.requests_topic": getattr(args, "requests_topic", None),
@@ -150,7 +151,8 @@ def _cmd_gdpr_delete(args: argparse.Namespace) -> int:
 
     settings = _gdpr_settings(args)
     topic = settings.gdpr.requests_topic
-    if not args.requests and not topic:
+    if not args.requests and not topic and not args.command_is_purge:
+        # A purge without requests finishes the erasures earlier deletes left pending; a delete needs some.
         raise ConfigError("give --requests FILE or --requests-topic TOPIC (setting gdpr.requests_topic)")
     metrics = GdprMetrics()
     from_file = erasure_requests.parse_file(args.requests) if args.requests else None
@@ -162,6 +164,8 @@ def _cmd_gdpr_delete(args: argparse.Namespace) -> int:
         )
         for rejection in parsed.rejections:
             log.warning("rejected erasure request at %s: %s", rejection.source, rejection.reason)
+        for note in parsed.notes():
+            log.warning("erasure request at %s: %s", note.source, note.reason)
         result = run_delete(settings, parsed, dry_run=args.dry_run, do_purge=args.purge or args.command_is_purge)
     _print_json(result)
     metrics.observe(result)
@@ -241,6 +245,7 @@ def _add_gdpr_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="YAML settings file (the same file as ingest)")
     p.add_argument("--table-path", help="overrides table.path")
     p.add_argument("--bootstrap-servers", help="overrides kafka.bootstrap_servers (retention report, request topic)")
+    p.add_argument("--topic", help="overrides kafka.topic: the log topic whose retention the report states")
     p.add_argument("--pushgateway", help="host:port of a Prometheus Pushgateway (overrides metrics.pushgateway)")
     p.add_argument("--dry-run", action="store_true", help="report what would go, change nothing")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -307,7 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     gsub = gdpr.add_subparsers(dest="gdpr_command", required=True)
     for name, purge_only, text in (
         ("delete", False, "delete the subjects' records (add --purge to remove them physically and verify)"),
-        ("purge", True, "delete, compact, clean and verify: no copy left in any file of the tables"),
+        (
+            "purge",
+            True,
+            "delete, then compact, clean and verify every erasure still pending (requests optional)",
+        ),
     ):
         p = gsub.add_parser(name, help=text)
         _add_gdpr_flags(p)

@@ -313,6 +313,8 @@ def quarantine_options(settings: Settings) -> dict[str, str]:
     # settings do pass: both tables must lock through the same service.
     layout = (
         "hoodie.table.",
+        # The quarantine's own column statistics keep raw bytes and record text out of the metadata table.
+        "hoodie.metadata.index.column.stats.column.list",
         "hoodie.index.",
         "hoodie.bucket.",
         "hoodie.write.concurrency.mode",

@@ -204,6 +204,18 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
                 "stat",
             ),
             (
+                "Ledger requests by status",
+                "short",
+                [("{{status}}", "sum by (status) (loglake_gdpr_ledger_requests)")],
+                "stat",
+            ),
+            (
+                "Oldest delete waiting for a purge",
+                "s",
+                [("{{table}}", "max by (table) (loglake_gdpr_oldest_pending_purge_seconds)")],
+                "stat",
+            ),
+            (
                 "Since the last successful erasure run",
                 "s",
                 [
