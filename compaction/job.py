@@ -102,13 +102,7 @@ def file_stats(spark: SparkSession, settings: Settings, path: str, small_file_li
     From the view, not a listing: file groups replaced by clustering or a partition drop stay on
     disk until cleaned, but no reader sees them.
     """
-    name = services.register(spark, path, SERVICES_CATALOG_PREFIX)
-    rows = services.call(
-        spark,
-        settings,
-        f"CALL show_fsview_latest(table => '{name}', limit => 100000000)",
-        what=f"file-system view of {path}",
-    )
+    rows = services.latest_file_slices(spark, settings, path, SERVICES_CATALOG_PREFIX)
     sizes = [int(r["data_file_size"]) for r in rows if r["data_file"] and (r["data_file_size"] or 0) > 0]
     return {
         "file_groups": len(rows),

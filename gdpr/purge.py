@@ -65,13 +65,7 @@ def savepoints(spark: SparkSession, path: str) -> list[str]:
 
 def _log_files(spark: SparkSession, settings: Settings, path: str) -> list[tuple[str, str]]:
     """(partition, log file path) of every log file in the latest file slices (Hudi's file-system view)."""
-    name = services.register(spark, path, PURGE_CATALOG_PREFIX)
-    rows = services.call(
-        spark,
-        settings,
-        f"CALL show_fsview_latest(table => '{name}', limit => 1000000000)",
-        what=f"file-system view of {path}",
-    )
+    rows = services.latest_file_slices(spark, settings, path, PURGE_CATALOG_PREFIX)
     files = []
     for r in rows:
         for column in ("delta_files_compaction_scheduled", "delta_files_compaction_unscheduled"):

@@ -62,6 +62,14 @@ def call(spark: SparkSession, settings: Settings, sql: str, what: str, opts: dic
     return rows
 
 
+def latest_file_slices(spark: SparkSession, settings: Settings, path: str, prefix: str) -> list[Row]:
+    """Hudi's file-system view of the latest file slices (what a snapshot reads): one row per file group,
+    with its base file and the log files a snapshot merges, planned for compaction or not."""
+    name = register(spark, path, prefix)
+    sql = f"CALL show_fsview_latest(table => '{name}', limit => 1000000000)"
+    return call(spark, settings, sql, what=f"file-system view of {path}")
+
+
 def args_text(args: dict[str, Any]) -> str:
     """Named procedure arguments: strings quoted, numbers and booleans as they are."""
 

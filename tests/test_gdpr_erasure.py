@@ -157,6 +157,14 @@ def _batches(people: list[tuple[str, str, bool]], rows: int, seed: int) -> list[
     return batches
 
 
+def _ingest(kafka: str, topic: str, settings: Settings, rng: random.Random, records: list[dict[str, Any]]) -> None:
+    """One message holding ``records``, sent and ingested."""
+    batch = make_batch(rng, NOW_MS, 0)
+    batch["records"] = records
+    send(kafka, topic, [encode(batch)])
+    run(settings, once=True)
+
+
 def _counts(rows: list[dict[str, Any]]) -> dict[str, Counter[str]]:
     return {k: Counter(r[k] for r in rows if r[k] is not None) for k in KINDS}
 
@@ -357,14 +365,12 @@ def test_a_later_purge_finishes_earlier_deletes_ours_and_anyones(
     rng = random.Random(81)
     settings: Settings = settings_factory(topic)
     path = settings.table.require_path()
-    first = make_batch(rng, NOW_MS, 0)
-    first["records"] = [
+    first = [
         *(_record(rng, "user_id", "early-subject", i, True) for i in range(4)),
         *(_record(rng, "email", "by-hand@example.com", 10 + i, True) for i in range(2)),
         *(_record(rng, "user_id", f"keep-{i}", 20 + i, True) for i in range(20)),
     ]
-    send(kafka_bootstrap, topic, [encode(first)])
-    run(settings, once=True)
+    _ingest(kafka_bootstrap, topic, settings, rng, first)
 
     # An erasure without --purge, and a delete made by hand through Hudi (no ledger knows of it).
     deleted = run_delete(settings, parse_text('{"request_id": "e1", "user_id": "early-subject"}', "r.jsonl"))
@@ -376,10 +382,9 @@ def test_a_later_purge_finishes_earlier_deletes_ours_and_anyones(
     assert raw_hits(path, ["early-subject", "by-hand@example.com"]) > 0  # logically gone, physically not
 
     # More ingest in between, as a live stream does.
-    more = make_batch(rng, NOW_MS, 0)
-    more["records"] = [_record(rng, "user_id", f"new-{i}", 40 + i, True) for i in range(10)]
-    send(kafka_bootstrap, topic, [encode(more)])
-    run(settings, once=True)
+    _ingest(
+        kafka_bootstrap, topic, settings, rng, [_record(rng, "user_id", f"new-{i}", 40 + i, True) for i in range(10)]
+    )
 
     config = _config(tmp_path, kafka_bootstrap, topic, Path(path))
     done = _cli("gdpr", "purge", "--config", str(config))
@@ -407,15 +412,9 @@ def test_hashed_verification_notices_a_subject_that_came_back(
     topic = topic_factory(partitions=1)
     rng = random.Random(91)
     settings: Settings = settings_factory(topic)
-    batch = make_batch(rng, NOW_MS, 0)
-    batch["records"] = [_record(rng, "user_id", "returning", i, False) for i in range(3)]
-    send(kafka_bootstrap, topic, [encode(batch)])
-    run(settings, once=True)
+    _ingest(kafka_bootstrap, topic, settings, rng, [_record(rng, "user_id", "returning", i, False) for i in range(3)])
     run_delete(settings, parse_text('{"request_id": "r1", "user_id": "returning"}', "r.jsonl"))
-    again = make_batch(rng, NOW_MS, 0)
-    again["records"] = [_record(rng, "user_id", "returning", 10, False)]
-    send(kafka_bootstrap, topic, [encode(again)])
-    run(settings, once=True)
+    _ingest(kafka_bootstrap, topic, settings, rng, [_record(rng, "user_id", "returning", 10, False)])
 
     result = run_delete(settings, ParsedRequests([], []), do_purge=True, spark=spark)
 
