@@ -181,15 +181,17 @@ def run_delete(
         snapshot = spark.read.format("hudi").load(path)
         matches = resolve.match_records(snapshot, requests).persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            for row in matches.groupBy("request_id", table.PARTITION_FIELD).agg(F.count("*").alias("n")).collect():
+            by_request = matches.groupBy("request_id", table.PARTITION_FIELD, "kafka_topic").agg(F.count("*").alias("n"))
+            for row in by_request.collect():
                 per_request[row["request_id"]] = per_request.get(row["request_id"], 0) + row["n"]
                 partitions_of.setdefault(row["request_id"], set()).add(row[table.PARTITION_FIELD])
+                if row["kafka_topic"]:
+                    topics.add(row["kafka_topic"])
             per_group = (
                 matches.groupBy(table.PARTITION_FIELD, "file_group")
                 .agg(F.countDistinct(table.RECORD_KEY).alias("records"))
                 .collect()
             )
-            topics = {r["kafka_topic"] for r in matches.select("kafka_topic").distinct().collect() if r["kafka_topic"]}
             keys = resolve.delete_keys(matches).persist(StorageLevel.MEMORY_AND_DISK)
             found = keys.count()
             timer.lap("resolve")

@@ -158,6 +158,7 @@ class Matcher:
     _by_key: dict[str, set[str]] = field(init=False, default_factory=dict)
     _by_digest: dict[tuple[str, str], set[str]] = field(init=False, default_factory=dict)
     _automata: dict[str, Any] = field(init=False, default_factory=dict)
+    _forms: tuple[list[str], list[str]] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         for ident in self.identifiers:
@@ -329,26 +330,32 @@ class Matcher:
         distinct = pc.unique(values).drop_null()
         if len(distinct) == 0:
             return set()
-        tokens_of: list[str] = []
-        others: list[str] = []
-        for value in self._by_value:
-            for form in [value, *json_escapes(value)]:
-                (tokens_of if _tokenizable(form) else others).append(form)
-        candidates = pa.array([False] * len(distinct))
-        if tokens_of:
+        tokens, others = self._text_forms()
+        rows: set[int] = set()
+        if tokens:
             pieces = pc.split_pattern_regex(distinct, _SPLIT_PATTERN)
             flat = pc.list_flatten(pieces)
-            parents = pc.list_parent_indices(pieces)
-            wanted = pa.array(tokens_of, flat.type)
+            wanted = pa.array(tokens, flat.type)
             hit = pc.or_(pc.is_in(flat, value_set=wanted), pc.is_in(pc.utf8_rtrim(flat, ".!?"), value_set=wanted))
-            rows = pc.unique(pc.filter(parents, hit))
-            candidates = pc.is_in(pa.array(range(len(distinct))), value_set=rows.cast(pa.int64()))
+            if pc.any(hit).as_py():
+                rows.update(pc.unique(pc.filter(pc.list_parent_indices(pieces), hit)).to_pylist())
         for form in others:
-            candidates = pc.or_(candidates, pc.match_substring(distinct, form))
+            rows.update(pc.indices_nonzero(pc.match_substring(distinct, form)).to_pylist())
         found: set[Found] = set()
-        for text in pc.filter(distinct, candidates).to_pylist():
+        for text in distinct.take(pa.array(sorted(rows), pa.int64())).to_pylist():
             found |= self.in_text(text, column)
         return found
+
+    def _text_forms(self) -> tuple[list[str], list[str]]:
+        """Every form of every identifier, split into whole tokens (looked up in Arrow) and the rest (searched)."""
+        if self._forms is None:
+            tokens: list[str] = []
+            others: list[str] = []
+            for value in self._by_value:
+                for form in [value, *json_escapes(value)]:
+                    (tokens if _tokenizable(form) else others).append(form)
+            self._forms = (tokens, others)
+        return self._forms
 
     def in_binary_array(self, values: Any, column: str, decoders: Iterable[Any] = ()) -> set[Found]:
         """Hits in a binary column (quarantined raw messages): decoded by meaning when a decoder reads

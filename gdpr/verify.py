@@ -24,6 +24,10 @@ from gdpr.match import Found, Matcher, decode_document, parsed_schema
 from loglake.storage import FileInfo
 
 GZIP_MAGIC = b"\x1f\x8b\x08"
+# Hudi's own meta columns that it fills itself (instant times, sequence numbers, file names): they
+# cannot hold anything a producer sent. _hoodie_record_key and _hoodie_partition_path copy user data
+# and are read like any column.
+GENERATED_COLUMNS = frozenset({"_hoodie_commit_time", "_hoodie_commit_seqno", "_hoodie_file_name"})
 # Report at most this many hits in full; the count covers all of them.
 MAX_HITS_LISTED = 1000
 
@@ -122,6 +126,8 @@ def _scan_columns(table: Any, matcher: Matcher, decoders: Sequence[Any]) -> set[
 
     found: set[Found] = set()
     for column_name in table.column_names:
+        if column_name in GENERATED_COLUMNS:
+            continue
         column = table.column(column_name)
         for chunk in column.chunks:
             for path, leaf in _leaves(chunk, column_name):
