@@ -181,7 +181,9 @@ def run_delete(
         snapshot = spark.read.format("hudi").load(path)
         matches = resolve.match_records(snapshot, requests).persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            by_request = matches.groupBy("request_id", table.PARTITION_FIELD, "kafka_topic").agg(F.count("*").alias("n"))
+            by_request = matches.groupBy("request_id", table.PARTITION_FIELD, "kafka_topic").agg(
+                F.count("*").alias("n")
+            )
             for row in by_request.collect():
                 per_request[row["request_id"]] = per_request.get(row["request_id"], 0) + row["n"]
                 partitions_of.setdefault(row["request_id"], set()).add(row[table.PARTITION_FIELD])
