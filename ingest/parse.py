@@ -4,18 +4,25 @@ Everything here runs in the JVM (from_avro / from_json, posexplode, SQL expressi
 Python UDF on the per-record path. Nothing here touches a SparkSession or does I/O, so each step is
 tested on tiny DataFrames without Kafka.
 
-Bad input policy: a message that cannot be decoded, is too large, or lacks a required batch field
-becomes one quarantine row; a record without a usable ``ts`` (or a required field) becomes one
-quarantine row for that record while the message's other records go on to the table. Every
-quarantine row carries the raw message bytes, its Kafka coordinates, a stable ``reason_code`` (for
-metrics) and a ``reason`` that names the field or limit.
+Bad input policy: a message that cannot be decoded, is too large, holds too many records, or lacks a
+required batch field becomes one quarantine row; a record without a usable ``ts``, without a required
+field, or with a string that is not UTF-8 becomes one quarantine row for that record while the
+message's other records go on to the table. Every quarantine row carries its Kafka coordinates, a
+stable ``reason_code`` (for metrics) and a ``reason`` that names the field or limit; the raw message
+bytes ride on the message's first quarantine row only, so a message of many bad records is stored once.
+
+No message under the limits can exhaust memory: a row per record never carries the message's other
+records or its raw bytes (the batch fields are projected to columns before the explode), so a
+message's size bounds what any one row holds.
 """
 
 from __future__ import annotations
 
+import json
 import operator
 from collections.abc import Callable
 from functools import reduce
+from typing import Any, cast
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -48,6 +55,11 @@ REASON_NOT_JSON = "not_json"
 REASON_MISSING_FIELD = "missing_field"
 REASON_BAD_TS = "bad_ts"
 REASON_NULL_RECORD = "null_record"
+REASON_TOO_MANY_RECORDS = "too_many_records"
+REASON_INVALID_UTF8 = "invalid_utf8"
+
+_BATCH_STRINGS = ("batch_id", "service", "host", "region")
+_RECORD_STRINGS = ("level", "user_id", "email", "client_ip", "event", "message")
 
 _BATCH_REQUIRED = ("batch_id", "service", "host", "sent_at", "records")
 _RECORD_REQUIRED = ("level", "event", "message")
@@ -98,9 +110,77 @@ def _kafka_columns(df: DataFrame) -> DataFrame:
     )
 
 
+def once(df: DataFrame, column: Column, name: str) -> DataFrame:
+    """``df`` with ``column`` added as ``name``, computed exactly once per row.
+
+    Spark's optimizer copies an expression into every place that uses its alias when it pushes a
+    filter down or collapses projections: a ``from_avro`` referenced by a reason code, a filter and a
+    struct ran once per reference (four decodes per message, and a 100,000-record message ran the
+    driver out of memory decoding itself again inside each check). A generator is a boundary neither
+    rule crosses, so exploding a one-element array pins the value to one evaluation.
+    """
+    return df.select("*", F.explode(F.array(column)).alias(name))
+
+
+def epoch_millis_schema() -> str:
+    """The LogBatch writer schema with its timestamps read as plain longs (the bytes are the same).
+
+    Spark turns a ``timestamp-millis`` into microseconds and fails on overflow, which made a record
+    with ``ts`` = Long.MIN look like an undecodable message; read as a long it is a record with a bad ts.
+    """
+
+    def plain(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get("type") == "long" and node.get("logicalType") == "timestamp-millis":
+                return "long"
+            return {k: plain(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [plain(v) for v in node]
+        return node
+
+    return json.dumps(plain(json.loads(avro_schema_json())))
+
+
+def invalid_utf8(*strings: Column) -> Column:
+    """True when the bytes of any of ``strings`` are not valid UTF-8.
+
+    Spark keeps the bytes of Avro strings as they came; decoding them as UTF-8 replaces what is not,
+    so a round trip that changes them found invalid bytes. One round trip over the joined strings.
+    """
+    raw = F.concat_ws("", *strings).cast("binary")
+    return F.coalesce(raw != F.encode(F.decode(raw, "UTF-8"), "UTF-8"), F.lit(False))
+
+
+def _first_invalid_utf8(named: list[tuple[str, Column]]) -> Column:
+    """The name of the first of ``named`` strings that is not valid UTF-8 (for the reason text)."""
+    return F.coalesce(*[F.when(invalid_utf8(col), F.lit(name)) for name, col in named])
+
+
+def _batch_checks(settings: IngestSettings, batch: Column) -> list[tuple[Column, str, Column]]:
+    """Message-level checks shared by both encodings, after decoding: record count, UTF-8 of batch fields."""
+    count = F.size(batch["records"])
+    strings = [(c, batch[c]) for c in _BATCH_STRINGS]
+    return [
+        (
+            count > F.lit(settings.max_records_per_message),
+            REASON_TOO_MANY_RECORDS,
+            F.format_string(
+                "message holds %d records, over ingest.max_records_per_message=%d",
+                count,
+                F.lit(settings.max_records_per_message),
+            ),
+        ),
+        (
+            invalid_utf8(*(col for _, col in strings)),
+            REASON_INVALID_UTF8,
+            F.format_string("field %s is not valid UTF-8", _first_invalid_utf8(strings)),
+        ),
+    ]
+
+
 def _avro_batch(settings: IngestSettings) -> Callable[[DataFrame], DataFrame]:
     """Decode binary Avro (optionally after the 5-byte Confluent header) into ``batch`` with ms times."""
-    schema = avro_schema_json()
+    schema = epoch_millis_schema()
 
     def transform(df: DataFrame) -> DataFrame:
         raw = F.col("raw_value")
@@ -113,15 +193,26 @@ def _avro_batch(settings: IngestSettings) -> Callable[[DataFrame], DataFrame]:
             payload = raw
         too_large = size > F.lit(settings.max_message_bytes)
         df = df.withColumn("_payload", F.when(~too_large, payload))
-        df = df.withColumn("_avro", from_avro(F.col("_payload"), schema, {"mode": "PERMISSIVE"}))
+        df = once(df, from_avro(F.col("_payload"), schema, {"mode": "PERMISSIVE"}), "_avro")
         # PERMISSIVE from_avro yields a struct of nulls on failure; batch_id is never null in a good one.
         failed = F.col("_avro")["batch_id"].isNull()
         if settings.strict_avro:
             # CASE WHEN keeps to_avro away from the all-null struct, which it cannot serialize.
-            used = F.when(~failed, F.length(to_avro(F.col("_avro"), schema)))
-            trailing = F.coalesce(used != F.length("_payload"), F.lit(False))
+            df = once(df, F.when(~failed, F.length(to_avro(F.col("_avro"), schema))), "_used")
+            # A re-encoding shorter than the payload means trailing bytes, or array blocks written with
+            # negative counts (valid Avro: such a block also carries its byte size, which a re-encoding
+            # drops). Only with trailing bytes does the payload still decode without its last byte (a
+            # LogBatch ends with its array's end marker). The second decode runs for those rare messages.
+            shortened = from_avro(
+                F.expr("substring(_payload, 1, length(_payload) - 1)"), schema, {"mode": "PERMISSIVE"}
+            )
+            trailing = F.coalesce(
+                F.when(F.col("_used") < F.length("_payload"), shortened["batch_id"].isNotNull()), F.lit(False)
+            )
+            used = F.col("_used")
         else:
             used, trailing = F.lit(0), F.lit(False)
+        avro = F.col("_avro")
         code, text = _first_reason(
             (
                 too_large,
@@ -152,31 +243,27 @@ def _avro_batch(settings: IngestSettings) -> Callable[[DataFrame], DataFrame]:
                     F.length("_payload"),
                 ),
             ),
-        )
-        avro = F.col("_avro")
-        records = F.transform(
-            avro["records"],
-            lambda r: F.struct(
-                F.unix_millis(r["ts"]).alias("ts_ms"),
-                *(r[c].alias(c) for c in ("level", "user_id", "email", "client_ip", "event", "message", "attributes")),
-            ),
+            *_batch_checks(settings, avro),
         )
         batch = F.struct(
             avro["batch_id"].alias("batch_id"),
             avro["service"].alias("service"),
             avro["host"].alias("host"),
             avro["region"].alias("region"),
-            F.unix_millis(avro["sent_at"]).alias("sent_at_ms"),
-            records.alias("records"),
+            avro["sent_at"].alias("sent_at_ms"),
+            avro["records"].alias("records"),
         )
-        return (
-            df.withColumn("batch", F.when(code.isNull(), batch))
-            .withColumn("reason_code", code)
-            .withColumn("reason", text)
-            .drop("_payload", "_avro")
-        )
+        return _decoded(df, code, text, batch)
 
     return transform
+
+
+def _decoded(df: DataFrame, code: Column, text: Column, batch: Column) -> DataFrame:
+    """The Kafka columns plus ``reason_code``, ``reason`` and ``batch`` (null when the message is bad),
+    computed once (:func:`once`): every later filter and projection reads them as plain columns."""
+    result = F.struct(code.alias("reason_code"), text.alias("reason"), F.when(code.isNull(), batch).alias("batch"))
+    kafka = ["kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "kafka_key", "raw_value"]
+    return once(df, result, "_decoded").select(*kafka, "_decoded.reason_code", "_decoded.reason", "_decoded.batch")
 
 
 def _json_batch(settings: IngestSettings) -> Callable[[DataFrame], DataFrame]:
@@ -186,7 +273,7 @@ def _json_batch(settings: IngestSettings) -> Callable[[DataFrame], DataFrame]:
         size = F.length("raw_value")
         too_large = size > F.lit(settings.max_message_bytes)
         parsed = F.from_json(F.col("raw_value").cast("string"), JSON_SCHEMA, {"mode": "PERMISSIVE"})
-        df = df.withColumn("_json", F.when(~too_large, parsed))
+        df = once(df, F.when(~too_large, parsed), "_json")
         j = F.col("_json")
         # PERMISSIVE from_json turns text that is not JSON into a struct of nulls.
         nothing = reduce(operator.and_, (j[f].isNull() for f in JSON_SCHEMA.fieldNames()))
@@ -204,14 +291,14 @@ def _json_batch(settings: IngestSettings) -> Callable[[DataFrame], DataFrame]:
             ),
             (j.isNull() | nothing, REASON_NOT_JSON, F.lit("not a JSON LogBatch object")),
             *missing,
+            *_batch_checks(settings, j),
         )
         records = F.transform(
             j["records"],
             lambda r: F.when(
                 r.isNotNull(),
                 F.struct(
-                    r["ts"].alias("ts_ms"),
-                    *(r[c].alias(c) for c in ("level", "user_id", "email", "client_ip", "event", "message")),
+                    *(r[c].alias(c) for c in ("ts", "level", "user_id", "email", "client_ip", "event", "message")),
                     F.coalesce(r["attributes"], F.create_map().cast("map<string,string>")).alias("attributes"),
                 ),
             ),
@@ -224,12 +311,7 @@ def _json_batch(settings: IngestSettings) -> Callable[[DataFrame], DataFrame]:
             j["sent_at"].alias("sent_at_ms"),
             records.alias("records"),
         )
-        return (
-            df.withColumn("batch", F.when(code.isNull(), batch))
-            .withColumn("reason_code", code)
-            .withColumn("reason", text)
-            .drop("_json")
-        )
+        return _decoded(df, code, text, batch)
 
     return transform
 
@@ -246,7 +328,12 @@ def decode(settings: IngestSettings) -> Callable[[DataFrame], DataFrame]:
 
 def _record_failures(rec: Column, index: Column) -> list[tuple[Column, str, Column]]:
     where = F.format_string("record %d: ", index)
-    ts = rec["ts_ms"]
+    ts = rec["ts"]
+    strings = [(c, rec[c]) for c in _RECORD_STRINGS]
+    strings += [
+        ("attributes", F.array_join(F.map_keys(rec["attributes"]), "")),
+        ("attributes", F.array_join(F.map_values(rec["attributes"]), "")),
+    ]
     checks = [
         (rec.isNull(), REASON_NULL_RECORD, F.concat(where, F.lit("null instead of a LogRecord"))),
         (ts.isNull(), REASON_BAD_TS, F.concat(where, F.lit("ts is missing or not epoch milliseconds"))),
@@ -260,65 +347,81 @@ def _record_failures(rec: Column, index: Column) -> list[tuple[Column, str, Colu
         (rec[f].isNull(), REASON_MISSING_FIELD, F.concat(where, F.lit(f"field {f} is missing")))
         for f in _RECORD_REQUIRED
     ]
+    checks.append(
+        (
+            invalid_utf8(*(col for _, col in strings)),
+            REASON_INVALID_UTF8,
+            F.concat(where, F.format_string("field %s is not valid UTF-8", _first_invalid_utf8(strings))),
+        )
+    )
     return checks
-
-
-def _record_checks(rec: Column, index: Column) -> tuple[Column, Column]:
-    return _first_reason(*_record_failures(rec, index))
-
-
-def _has_bad_record(records: Column) -> Column:
-    """True when any record of the array fails a record check (a null check counts as failing)."""
-
-    def bad(rec: Column) -> Column:
-        failed = [c for c, _, _ in _record_failures(rec, F.lit(0))]
-        return F.coalesce(reduce(operator.or_, failed), F.lit(True))
-
-    return F.exists(records, bad)
 
 
 def flatten(ingested_at: Column | None = None) -> Callable[[DataFrame], DataFrame]:
     """Decoded messages -> staged rows: one per good record, one per bad record, one per bad message.
 
-    Good rows have a null ``reason_code`` and every log-table column; bad rows keep the raw message.
+    Good rows have a null ``reason_code`` and every log-table column; bad rows carry their reason, and
+    the first bad row of a message its raw bytes.
+
+    One pass: each message becomes an array of checked items (its records, each checked once inside
+    the array; or, for a bad message, the message itself) and one explode turns them into rows, so
+    Kafka is read and each message decoded once per batch. The explode sees the batch fields as plain
+    columns and never the message's raw bytes or other records, so no row grows with the message
+    (a 100,000-record message once ran the driver out of memory copying the whole batch into every
+    one of its rows).
     """
     now = ingested_at if ingested_at is not None else F.current_timestamp()
 
     def transform(df: DataFrame) -> DataFrame:
-        kafka = ["kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "kafka_key", "raw_value"]
-        bad_messages = df.where(F.col("reason_code").isNotNull()).select(
+        kafka = ["kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "kafka_key"]
+        record_type = cast(T.StructType, df.schema["batch"].dataType)["records"].dataType
+        rec_type = cast(T.ArrayType, record_type).elementType
+
+        def checked(rec: Column, index: Column) -> Column:
+            code, text = _first_reason(*_record_failures(rec, index))
+            return F.struct(index.alias("i"), rec.alias("rec"), code.alias("code"), text.alias("text"))
+
+        whole_message = F.array(
+            F.struct(
+                F.lit(None).cast("int").alias("i"),
+                F.lit(None).cast(rec_type).alias("rec"),
+                F.col("reason_code").alias("code"),
+                F.col("reason").alias("text"),
+            )
+        )
+        items = F.when(F.col("reason_code").isNotNull(), whole_message).otherwise(
+            F.transform(F.col("batch.records"), checked)
+        )
+        scalars = ("batch_id", "service", "host", "region", "sent_at_ms")
+        messages = df.select(
+            *kafka, "raw_value", *(F.col("batch")[c].alias(f"_b_{c}") for c in scalars), items.alias("_items")
+        )
+        first_bad = F.array_position(F.transform(F.col("_items"), lambda item: item["code"].isNotNull()), True)
+        # The raw message goes with its first bad row only: stored once, not once per bad record.
+        messages = once(
+            messages, F.when(first_bad > 0, F.struct(first_bad.alias("at"), F.col("raw_value").alias("raw"))), "_bad"
+        )
+        exploded = messages.select(
+            *kafka, "_bad", *(f"_b_{c}" for c in scalars), F.posexplode("_items").alias("_pos", "item")
+        )
+        item = F.col("item")
+        code, r, index = item["code"], item["rec"], item["i"]
+        good = code.isNull()
+        return exploded.select(
             *kafka,
-            "reason_code",
-            "reason",
-            F.lit(None).cast("int").alias("record_index"),
-            F.lit(None).cast("string").alias("record_json"),
-        )
-        # The raw message rides along only for messages with a bad record: copied onto every record
-        # row of every message, it made the cached batch ~15x larger and decoding 2x slower.
-        exploded = df.where(F.col("reason_code").isNull()).select(
-            *kafka[:-1],
-            F.when(_has_bad_record(F.col("batch.records")), F.col("raw_value")).alias("raw_value"),
-            "batch",
-            F.posexplode("batch.records").alias("record_index", "rec"),
-        )
-        code, text = _record_checks(F.col("rec"), F.col("record_index"))
-        b, r = F.col("batch"), F.col("rec")
-        records = exploded.select(
-            *kafka[:-1],
-            F.when(code.isNotNull(), F.col("raw_value")).alias("raw_value"),
+            F.when(F.col("_pos") + 1 == F.col("_bad.at"), F.col("_bad.raw")).alias("raw_value"),
             code.alias("reason_code"),
-            text.alias("reason"),
-            F.col("record_index"),
-            F.when(code.isNotNull(), F.to_json(r)).alias("record_json"),
-            record_key(b["service"], b["batch_id"], F.col("record_index")).alias(RECORD_KEY),
-            F.timestamp_millis(r["ts_ms"]).alias("ts"),
+            item["text"].alias("reason"),
+            index.alias("record_index"),
+            F.when(~good & r.isNotNull(), F.to_json(r)).alias("record_json"),
+            F.when(index.isNotNull(), record_key(F.col("_b_service"), F.col("_b_batch_id"), index)).alias(RECORD_KEY),
+            F.when(good, F.timestamp_millis(r["ts"])).alias("ts"),
             *(r[c].alias(c) for c in ("level", "user_id", "email", "client_ip", "event", "message", "attributes")),
-            *(b[c].alias(c) for c in ("batch_id", "service", "host", "region")),
-            F.timestamp_millis(b["sent_at_ms"]).alias("sent_at"),
+            *(F.col(f"_b_{c}").alias(c) for c in ("batch_id", "service", "host", "region")),
+            F.timestamp_millis(F.col("_b_sent_at_ms")).alias("sent_at"),
             now.alias("ingested_at"),
-            F.when(code.isNull(), utc_date(r["ts_ms"])).alias(PARTITION_FIELD),
+            F.when(good, utc_date(r["ts"])).alias(PARTITION_FIELD),
         )
-        return records.unionByName(bad_messages, allowMissingColumns=True)
 
     return transform
 

@@ -26,7 +26,8 @@ def encode(batch: dict[str, Any], encoding: str = "avro", wire: bool = False) ->
 
 def send(bootstrap: str, topic: str, payloads: list[bytes], partition: int | None = None) -> None:
     """Produce raw payloads, in order, and wait until every one is acknowledged."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    # Up to the broker's own limit (1 MiB), not librdkafka's lower default of 1,000,000 bytes.
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "message.max.bytes": 1_048_588})
     errors: list[Any] = []
     for payload in payloads:
         kwargs: dict[str, Any] = {"partition": partition} if partition is not None else {}

@@ -169,3 +169,96 @@ def test_log_rows_have_the_table_columns(spark: Any) -> None:
     df = kafka_df(spark, [encode(batch)]).transform(parse.stage(IngestSettings()))
     assert tuple(parse.log_rows(df).columns) == LOG_COLUMNS
     assert escape("a:b") == "a%3Ab"
+
+
+def _zigzag(n: int) -> bytes:
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+def _negative_block_encoding(batch: dict[str, Any]) -> bytes:
+    """The batch with its records in one array block written the other valid way: a negative count
+    followed by the block's size in bytes (Avro spec, "Arrays")."""
+    import io
+
+    import fastavro
+
+    from ingest.schema import avro_schema
+
+    schema = fastavro.parse_schema(avro_schema())
+    head = io.BytesIO()
+    fastavro.schemaless_writer(head, schema, {**batch, "records": []})
+    record_schema = schema["fields"][-1]["type"]["items"]
+    body = io.BytesIO()
+    for record in batch["records"]:
+        fastavro.schemaless_writer(body, record_schema, record)
+    assert head.getvalue().endswith(b"\x00")  # the empty array's end marker
+    block = _zigzag(-len(batch["records"])) + _zigzag(len(body.getvalue())) + body.getvalue()
+    return head.getvalue()[:-1] + block + b"\x00"
+
+
+def test_array_blocks_with_negative_counts_decode(spark: Any) -> None:
+    [batch] = make_batches(1, seed=20, records=(4, 4))
+    payload = _negative_block_encoding(batch)
+    assert payload != encode(batch) and len(payload) > len(encode(batch))
+    rows = stage(spark, [payload, payload + b"\x00\x01"])
+    assert {r["record_key"]: normalize(r) for r in good(rows)} == expected_rows([batch])
+    # Trailing bytes after such a message are still caught.
+    assert [(q["kafka_offset"], q["reason_code"]) for q in bad(rows)] == [(1, parse.REASON_TRAILING)]
+
+
+def test_ts_of_long_min_is_a_bad_ts_not_an_undecodable_message(spark: Any) -> None:
+    [batch] = make_batches(1, seed=21, records=(3, 3))
+    batch["records"][1]["ts"] = -(2**63)
+    rows = stage(spark, [encode(batch)])
+    assert [(q["record_index"], q["reason_code"]) for q in bad(rows)] == [(1, parse.REASON_BAD_TS)]
+    assert "ts -9223372036854775808 is outside" in bad(rows)[0]["reason"]
+    assert sorted(r["record_index"] for r in good(rows)) == [0, 2]
+
+
+def test_strings_that_are_not_utf8_are_quarantined_not_stored(spark: Any) -> None:
+    batches = make_batches(2, seed=22, records=(3, 3))
+    batches[0]["records"][1]["message"] = "IN?FO marker-one"
+    batches[1]["host"] = "host-?-marker"
+    payloads = [
+        encode(batches[0]).replace(b"IN?FO marker-one", b"IN\xffFO marker-one"),
+        encode(batches[1]).replace(b"host-?-marker", b"host-\xfe-marker"),
+    ]
+    rows = stage(spark, payloads)
+    got = [(q["kafka_offset"], q["record_index"], q["reason_code"], q["reason"]) for q in bad(rows)]
+    assert got == [
+        (0, 1, parse.REASON_INVALID_UTF8, "record 1: field message is not valid UTF-8"),
+        (1, None, parse.REASON_INVALID_UTF8, "field host is not valid UTF-8"),
+    ]
+    assert sorted(r["record_index"] for r in good(rows)) == [0, 2]
+    assert all("\ufffd" not in (r["message"] or "") for r in good(rows))
+    # Nothing is lost: the quarantine keeps the original bytes.
+    assert bad(rows)[0]["raw_value"] == payloads[0]
+
+
+def test_too_many_records_quarantines_the_message(spark: Any) -> None:
+    [small, big] = make_batches(2, seed=23, records=(3, 3))
+    big["records"] = big["records"] * 4
+    [q] = bad(stage(spark, [encode(small), encode(big)], max_records_per_message=10))
+    assert (q["kafka_offset"], q["reason_code"]) == (1, parse.REASON_TOO_MANY_RECORDS)
+    assert q["reason"] == "message holds 12 records, over ingest.max_records_per_message=10"
+
+
+def test_raw_bytes_ride_on_the_first_bad_record_only(spark: Any) -> None:
+    [batch] = make_batches(1, seed=24, records=(6, 6))
+    for i in (1, 3, 4):
+        batch["records"][i]["ts"] = -1
+    payload = encode(batch)
+    quarantined = bad(stage(spark, [payload]))
+    assert [(q["record_index"], q["raw_value"] == payload) for q in quarantined] == [
+        (1, True),
+        (3, False),
+        (4, False),
+    ]
+    assert [q["raw_value"] for q in quarantined[1:]] == [None, None]
+    assert all(q["record_json"] for q in quarantined)
