@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from loglake import config_keys
 from loglake.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,12 @@ class KafkaSettings(_Model):
     connect_timeout_seconds: float = Field(default=15.0, gt=0)
     # Passed to Spark's Kafka source as is, e.g. kafka.security.protocol, kafka.sasl.jaas.config.
     options: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, value: dict[str, str]) -> dict[str, str]:
+        config_keys.check_kafka_options(value)
+        return value
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -106,6 +113,9 @@ class IngestSettings(_Model):
     confluent_wire_format: bool = False
     # A message over this many bytes goes to quarantine before any decoding.
     max_message_bytes: int = Field(default=1_048_576, gt=0)
+    # A message holding more records goes to quarantine whole (too_many_records). Real batches hold
+    # tens; the default leaves 400x headroom over 25 and bounds one message's share of a batch.
+    max_records_per_message: int = Field(default=10_000, gt=0)
     # Re-encode each decoded batch and compare its length with the payload: binary Avro has no
     # framing, so trailing garbage or another schema's bytes can otherwise decode "successfully".
     strict_avro: bool = True
@@ -210,6 +220,8 @@ class Settings(_Model):
         bad = [k for k in value if not k.startswith("hoodie.")]
         if bad:
             raise ValueError(f"keys {bad} do not start with 'hoodie.'")
+        # A typo is otherwise accepted and ignored by Hudi: the table silently gets the default.
+        config_keys.check_hoodie(value)
         return value
 
     @model_validator(mode="after")
@@ -285,13 +297,29 @@ def _assign(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML itself keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(f"key {key!r} is given twice, on lines {seen[key]} and {line}; keep one")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"config file {path}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml.load(text, Loader=_UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):

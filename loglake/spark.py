@@ -9,7 +9,7 @@ from importlib import resources
 
 from pyspark.sql import SparkSession
 
-from loglake import jars
+from loglake import config_keys, jars
 from loglake.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,8 @@ def get_spark(settings: Settings, app_name: str) -> SparkSession:
     as jars cannot change on a running JVM, and runtime options are applied to it.
     """
     conf = session_conf(settings)
+    for warning in config_keys.spark_warnings(settings.spark.conf):
+        log.warning(warning)
     active = SparkSession.getActiveSession()
     if active is not None:
         for key, value in settings.spark.conf.items():

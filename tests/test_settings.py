@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,62 @@ def test_the_shipped_workstation_settings_file_loads_and_states_the_defaults() -
     assert shipped.compaction == CompactionSettings()
     assert shipped.gdpr == GdprSettings()
     assert shipped.ingest == IngestSettings()
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("hoodie.bukcet.index.num.buckets=16", "did you mean hoodie.bucket.index.num.buckets?"),
+        ("hoodie.bucket.index.num.buckets=-4", "must be at least 1"),
+        ("hoodie.bucket.index.num.buckets=four", "expected an integer"),
+        ("hoodie.metadata.enable=yes", "expected true or false"),
+        ("kafka.options.maxOfsetsPerTrigger=5", "did you mean maxOffsetsPerTrigger?"),
+        ("kafka.options.kafka.securty.protocol=SSL", "did you mean kafka.security.protocol?"),
+    ],
+)
+def test_pass_through_typos_fail_at_start_naming_the_nearest_key(assignment: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(assignments=[assignment])
+
+
+def test_known_pass_through_keys_are_accepted() -> None:
+    s = load_settings(
+        assignments=[
+            "hoodie.bucket.index.num.buckets=16",
+            "hoodie.write.lock.dynamodb.table=locks",  # hudi-aws, outside the bundle: accepted by prefix
+            "kafka.options.maxOffsetsPerTrigger=5",
+            "kafka.options.kafka.security.protocol=SSL",
+            "kafka.options.failondataloss=false",  # Spark's source options are case-insensitive
+        ]
+    )
+    assert s.hoodie["hoodie.bucket.index.num.buckets"] == "16"
+
+
+def test_unknown_spark_keys_are_warned_about() -> None:
+    from loglake.config_keys import spark_warnings
+
+    warnings = spark_warnings({"spark.driver.memroy": "4g", "spark.driver.memory": "4g", "spark.master": "local[2]"})
+    assert warnings == [
+        "setting spark.driver.memroy: Spark does not know this key and will ignore it; "
+        "did you mean spark.driver.memory?"
+    ]
+
+
+def test_a_key_given_twice_in_yaml_is_refused_with_both_lines(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("kafka:\n  topic: a\n  bootstrap_servers: h:1\n  topic: b\n")
+    with pytest.raises(ConfigError, match="key 'topic' is given twice, on lines 2 and 4"):
+        load_settings(cfg)
+
+
+@pytest.mark.integration
+def test_known_keys_are_what_the_pinned_jars_declare() -> None:
+    """The committed key lists match the jars: a Hudi or Spark upgrade without regenerating fails here."""
+    from loglake import config_keys, jars
+
+    committed = config_keys.known()
+    fresh = config_keys.generate()
+    assert committed["hudi_version"] == jars.HUDI_VERSION and committed["spark_version"] == jars.SPARK_VERSION
+    for kind in ("hudi", "spark", "kafka"):
+        assert fresh[kind] == committed[kind], f"{kind} keys changed: run python -m loglake.config_keys"
+    assert "hoodie.bucket.index.num.buckets" in fresh["hudi"] and "spark.driver.memory" in fresh["spark"]
