@@ -7,6 +7,7 @@ between batches.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -14,16 +15,18 @@ import time
 from dataclasses import dataclass, field
 from types import FrameType
 
+from py4j.protocol import Py4JError
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 
-from ingest import parse, source
+from ingest import checkpoint_lock, failures, parse, source
+from ingest.health import KafkaProbe
 from ingest.listener import IngestListener, QueueAge
 from ingest.metrics import IngestMetrics
 from ingest.sink import BatchWriter
 from loglake import __version__
 from loglake import metrics as prom
-from loglake.errors import LoglakeError
+from loglake.paths import check_writable
 from loglake.settings import Settings
 from loglake.spark import get_spark
 
@@ -31,10 +34,6 @@ log = logging.getLogger(__name__)
 
 
 STOP_GRACE_SECONDS = 120
-
-
-class IngestFailedError(LoglakeError):
-    """The streaming query stopped with an error."""
 
 
 @dataclass(frozen=True)
@@ -55,13 +54,28 @@ def run(settings: Settings, *, once: bool = False, metrics: IngestMetrics | None
     """Run the ingest stream until it has caught up (``once``) or is told to stop.
 
     Raises:
-        ConfigError: a setting is missing or bad (named in the message).
+        ConfigError: a setting is missing or bad, or a folder cannot be written (named in the message).
+        CheckpointInUseError: another stream holds the checkpoint (named in the message).
         SourceUnavailableError: no Kafka broker answered at ``kafka.bootstrap_servers``.
-        IngestFailedError: the stream failed; the message carries Spark's first error line.
+        StreamFailedError: the stream stopped; the message names the cause and the setting to change
+            (:class:`KafkaDataLossError`, :class:`StorageFullError` for their own exit codes).
     """
     table_path = settings.table.require_path()
     log.info("ingest settings: %s", settings.masked())
-    source.check_reachable(settings.kafka)
+    check_writable(
+        [
+            ("table.path", table_path),
+            ("table.quarantine_path", settings.table.effective_quarantine_path),
+            ("ingest.checkpoint_dir", settings.checkpoint_dir),
+        ]
+    )
+    with checkpoint_lock.hold(settings.checkpoint_dir):
+        source.check_reachable(settings.kafka)
+        return _run(settings, once=once, metrics=metrics)
+
+
+def _run(settings: Settings, *, once: bool, metrics: IngestMetrics | None) -> IngestResult:
+    table_path = settings.table.require_path()
 
     metrics = metrics or IngestMetrics()
     metrics.info.info({"table": settings.table.name, "topic": settings.kafka.topic, "version": __version__})
@@ -70,9 +84,18 @@ def run(settings: Settings, *, once: bool = False, metrics: IngestMetrics | None
 
     spark = get_spark(settings, app_name=f"loglake-ingest[{settings.table.name}]")
     queue_age = QueueAge(settings.kafka.bootstrap_servers)
-    listener = IngestListener(metrics, settings.ingest.query_name, queue_age)
-    spark.streams.addListener(listener)
     writer = BatchWriter(settings, metrics)
+    probe = KafkaProbe(settings.kafka, metrics)
+    listener = IngestListener(
+        metrics,
+        settings.ingest.query_name,
+        queue_age,
+        first_offsets=writer.stats.first_offsets,
+        count_skipped=not settings.kafka.fail_on_data_loss,
+        partitions=probe.partitions,
+    )
+    spark.streams.addListener(listener)
+    probe.start()
     started = time.monotonic()
     try:
         staged = source.read_kafka(spark, settings.kafka).transform(parse.stage(settings.ingest))
@@ -85,13 +108,16 @@ def run(settings: Settings, *, once: bool = False, metrics: IngestMetrics | None
         query = stream.start()
         log.info("ingesting %s -> %s (checkpoint %s)", settings.kafka.topic, table_path, settings.checkpoint_dir)
         _await(query)
-    except StreamingQueryException as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise IngestFailedError(f"stream on table {table_path} failed: {first}") from exc
+    except (StreamingQueryException, Py4JError) as exc:
+        jvm = None if failures.jvm_gone(exc) else spark.sparkContext._jvm
+        raise failures.explain(exc, settings, jvm, earliest=queue_age.earliest) from exc
     finally:
-        _drain_listener_bus(spark)
-        spark.streams.removeListener(listener)
+        probe.stop()
         queue_age.close()
+        # The JVM may be gone (killed, out of memory): tidying up must not hide the failure.
+        with contextlib.suppress(Exception):
+            _drain_listener_bus(spark)
+            spark.streams.removeListener(listener)
     stats = writer.stats
     return IngestResult(
         table_path=table_path,

@@ -9,9 +9,19 @@ from typing import Any
 
 from pyspark.sql.streaming.listener import StreamingQueryListener
 
+from ingest.health import skipped_offsets
 from ingest.metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
+
+
+def offsets_of(text: str | None) -> dict[str, dict[str, int]]:
+    """The Kafka source's offset JSON as a dict; empty when a progress event carries none (or not JSON)."""
+    try:
+        parsed = json.loads(text) if text else None
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def offsets_behind(latest: str | None, end: str | None) -> dict[tuple[str, str], int]:
@@ -19,10 +29,9 @@ def offsets_behind(latest: str | None, end: str | None) -> dict[tuple[str, str],
 
     Both arguments are the Kafka source's offset JSON, ``{"topic": {"0": 42, ...}}``.
     """
-    if not latest or not end:
+    latest_map, end_map = offsets_of(latest), offsets_of(end)
+    if not latest_map or not end_map:
         return {}
-    latest_map: dict[str, dict[str, int]] = json.loads(latest)
-    end_map: dict[str, dict[str, int]] = json.loads(end)
     behind = {}
     for topic, partitions in latest_map.items():
         for partition, offset in partitions.items():
@@ -77,6 +86,13 @@ class QueueAge:
             return None
         return max(0.0, (time.time() if now is None else now) - millis / 1000)
 
+    def earliest(self, topic: str, partition: int) -> int:
+        """The partition's earliest offset Kafka still holds (its low watermark)."""
+        from confluent_kafka import TopicPartition
+
+        low, _ = self._client().get_watermark_offsets(TopicPartition(topic, partition), timeout=self.timeout)
+        return int(low)
+
     def close(self) -> None:
         if self._consumer is not None:
             self._consumer.close()
@@ -90,16 +106,35 @@ class IngestListener(StreamingQueryListener):
     rows of every action on the foreachBatch DataFrame, so that over-reports (2x in our tests).
     """
 
-    def __init__(self, metrics: IngestMetrics, query_name: str, queue_age: QueueAge | None = None) -> None:
+    def __init__(
+        self,
+        metrics: IngestMetrics,
+        query_name: str,
+        queue_age: QueueAge | None = None,
+        *,
+        first_offsets: dict[int, dict[tuple[str, int], int]] | None = None,
+        count_skipped: bool = False,
+        partitions: set[tuple[str, str]] | None = None,
+    ) -> None:
         self.metrics = metrics
         self.query_name = query_name
         self.queue_age = queue_age
+        # With kafka.fail_on_data_loss false: the batch writer's first offsets read, per batch id.
+        self.first_offsets = first_offsets if first_offsets is not None else {}
+        self.count_skipped = count_skipped
+        # (topic, partition) pairs the lag gauges carry, shared with the Kafka probe.
+        self.partitions = partitions if partitions is not None else set()
 
     def onQueryStarted(self, event: Any) -> None:
         log.info("stream %s started (id %s, run %s)", event.name, event.id, event.runId)
 
     def onQueryProgress(self, event: Any) -> None:
-        progress = event.progress
+        try:
+            self._progress(event.progress)
+        except Exception as exc:  # metrics are never worth an error in Spark's listener bus
+            log.warning("could not update metrics from a progress event: %s", exc)
+
+    def _progress(self, progress: Any) -> None:
         if progress.name != self.query_name:
             return
         m = self.metrics
@@ -107,10 +142,39 @@ class IngestListener(StreamingQueryListener):
         m.batch_duration.observe(seconds)
         m.last_batch_duration.set(seconds)
         for source in progress.sources:
-            end = json.loads(source.endOffset) if source.endOffset else {}
+            end = offsets_of(source.endOffset)
             for (topic, partition), lag in offsets_behind(source.latestOffset, source.endOffset).items():
+                self.partitions.add((topic, partition))
                 m.offsets_behind.labels(topic=topic, partition=partition).set(lag)
                 self._queue_age(topic, partition, lag, end)
+            if self.count_skipped and (start := offsets_of(source.startOffset)):
+                self._skipped(start, end, progress.batchId)
+
+    def _skipped(self, start: dict[str, dict[str, int]], end: dict[str, dict[str, int]], batch_id: int) -> None:
+        """Count and log the offsets this batch could not read because Kafka had deleted them."""
+        if self.queue_age is None:
+            return
+        first = self.first_offsets.get(batch_id, {})
+        earliest: dict[tuple[str, int], int] = {}
+        for topic, partitions in start.items():
+            for partition, begin in partitions.items():
+                key = (topic, int(partition))
+                if key in first and first[key] <= int(begin):
+                    continue  # read from its planned start: nothing skipped
+                try:
+                    earliest[key] = self.queue_age.earliest(topic, int(partition))
+                except Exception as exc:  # a gauge is never worth a failed stream
+                    log.warning("could not read the earliest offset of %s[%s]: %s", topic, partition, exc)
+        for (lost_topic, lost_partition), (begin, until) in skipped_offsets(start, end, first, earliest).items():
+            self.metrics.skipped_offsets.labels(topic=lost_topic, partition=str(lost_partition)).inc(until - begin)
+            log.warning(
+                "kafka data loss: %s[%d] offsets %d..%d were deleted before the stream read them; skipped "
+                "(kafka.fail_on_data_loss is false)",
+                lost_topic,
+                lost_partition,
+                begin,
+                until - 1,
+            )
 
     def _queue_age(self, topic: str, partition: str, lag: int, end: dict[str, dict[str, int]]) -> None:
         if self.queue_age is None:

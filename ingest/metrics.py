@@ -84,3 +84,16 @@ class IngestMetrics:
             registry=r,
         )
         self.failures = Counter("loglake_ingest_batch_failures_total", "Micro-batch writes that raised.", registry=r)
+        self.kafka_up = Gauge(
+            "loglake_ingest_kafka_up",
+            "1 when the Kafka brokers answered the last probe (every few seconds), 0 when not. While 0, the "
+            "lag gauges read NaN: unknown, not zero.",
+            registry=r,
+        )
+        self.skipped_offsets = Counter(
+            "loglake_ingest_kafka_skipped_offsets_total",
+            "Offsets deleted from Kafka (retention, delete-records) before the stream read them, skipped "
+            "because kafka.fail_on_data_loss is false.",
+            ["topic", "partition"],
+            registry=r,
+        )

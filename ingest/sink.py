@@ -37,6 +37,9 @@ class BatchStats:
     records_written: int = 0
     quarantined: dict[str, int] = field(default_factory=dict)
     last_batch_id: int | None = None
+    # Per batch id: the first Kafka offset the batch actually read, per (topic, partition): what the
+    # listener compares with the planned start to find offsets Kafka no longer had.
+    first_offsets: dict[int, dict[tuple[str, int], int]] = field(default_factory=dict)
 
     @property
     def quarantined_total(self) -> int:
@@ -70,17 +73,26 @@ class BatchWriter:
         # Cached so that counting and the two writes decode the Kafka batch once, not three times.
         staged = staged.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            tally = staged.groupBy("reason_code").agg(
-                F.count(F.lit(1)).alias("rows"), F.sum(parse.first_row_of_message().cast("long")).alias("messages")
+            tally = staged.groupBy("reason_code", "kafka_topic", "kafka_partition").agg(
+                F.count(F.lit(1)).alias("rows"),
+                F.sum(parse.first_row_of_message().cast("long")).alias("messages"),
+                F.min("kafka_offset").alias("first_offset"),
             )
             counts: dict[str, int] = {}
             good = messages = 0
+            first: dict[tuple[str, int], int] = {}
             for row in tally.collect():
                 if row["reason_code"] is None:
-                    good = row["rows"]
+                    good += row["rows"]
                 else:
-                    counts[row["reason_code"]] = row["rows"]
+                    counts[row["reason_code"]] = counts.get(row["reason_code"], 0) + row["rows"]
                 messages += row["messages"] or 0
+                key = (row["kafka_topic"], row["kafka_partition"])
+                first[key] = min(first.get(key, row["first_offset"]), row["first_offset"])
+            self.stats.first_offsets[batch_id] = first
+            # Only the listener's next progress event needs it; keep the map from growing with the run.
+            for old in [b for b in self.stats.first_offsets if b < batch_id - 10]:
+                del self.stats.first_offsets[old]
             if counts:
                 self._quarantine(staged, batch_id, counts)
             if good:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -366,6 +368,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _from_the_jvm(exc: BaseException) -> bool:
+    """Whether ``exc`` is Spark's or Py4J's (a failure in the JVM), not a Python bug of ours."""
+    current: BaseException | None = exc
+    while current is not None:
+        if type(current).__module__.startswith(("py4j", "pyspark")):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -380,13 +392,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except ConfigError as exc:
         print(f"loglake {args.command}: configuration error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _exit(EXIT_USAGE)
     except LoglakeError as exc:
         print(f"loglake {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _exit(int(getattr(exc, "exit_code", EXIT_FAILED)))
+    except Exception as exc:
+        if not _from_the_jvm(exc):
+            raise  # a bug of ours: the traceback is the report
+        # Spark and Hudi failures reach Python as Py4J/captured exceptions with pages of stack trace;
+        # the operator gets the deepest error line (the whole trace with -v).
+        from loglake.jvm_errors import chain_text, deepest_error
+
+        log.debug("failure", exc_info=True)
+        print(f"loglake {args.command}: error: {deepest_error(chain_text(exc))}", file=sys.stderr)
+        return _exit(EXIT_FAILED)
     except KeyboardInterrupt:
         print(f"loglake {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _exit(code: int) -> int:
+    """``code``, after making sure the process ends: a driver JVM that died mid-callback leaves Py4J
+    threads waiting on it forever, and a supervisor can only restart a process that exits."""
+    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if stuck:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

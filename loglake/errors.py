@@ -27,3 +27,25 @@ class TableError(LoglakeError):
 
 class WriteConflictError(LoglakeError):
     """A Hudi commit kept losing optimistic-concurrency conflicts after every retry."""
+
+
+class CheckpointInUseError(ConfigError):
+    """Another live stream holds the checkpoint; the message names it."""
+
+
+class StreamFailedError(LoglakeError):
+    """The ingest stream stopped; the message names the cause, the value and the setting to change."""
+
+    exit_code = 1
+
+
+class KafkaDataLossError(StreamFailedError):
+    """Offsets the stream had not read yet were deleted from Kafka (retention, delete-records)."""
+
+    exit_code = 5
+
+
+class StorageFullError(StreamFailedError):
+    """A write failed because its file system had no space left (or its quota was reached)."""
+
+    exit_code = 6
