@@ -51,6 +51,16 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
                 "timeseries",
             ),
             (
+                "Kafka reachable / offsets skipped (24h)",
+                "short",
+                [
+                    ("reachable (1 = yes)", "min(loglake_ingest_kafka_up)"),
+                    # No series until a skip happens; 0 then is the truth, not a gap.
+                    ("skipped", "sum(increase(loglake_ingest_kafka_skipped_offsets_total[24h])) or vector(0)"),
+                ],
+                "stat",
+            ),
+            (
                 "Time in queue (oldest unprocessed message)",
                 "s",
                 [("{{topic}}[{{partition}}]", "loglake_ingest_kafka_oldest_unconsumed_age_seconds")],
