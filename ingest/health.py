@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 import threading
 from typing import Any
 
@@ -43,7 +44,13 @@ class KafkaProbe:
         self._thread.join(timeout=self.interval * 2)
 
     def probe(self) -> bool:
-        """Whether a broker answers a metadata request for the topic within the interval."""
+        """Whether a broker answers a metadata request for the topic within the interval.
+
+        On a secured listener (SASL, SSL) the Python client has no credentials (they are the Spark
+        Kafka source's, in Java's format), so there a TCP connect to a broker is the probe, as at start.
+        """
+        if self.kafka.options.get("kafka.security.protocol", "PLAINTEXT").upper() != "PLAINTEXT":
+            return self._connects()
         from confluent_kafka.admin import AdminClient
 
         if self._admin is None:
@@ -54,6 +61,16 @@ class KafkaProbe:
         except Exception:
             return False
         return True
+
+    def _connects(self) -> bool:
+        for server in self.kafka.bootstrap_servers.split(","):
+            host, _, port = server.strip().rpartition(":")
+            try:
+                with socket.create_connection((host.strip("[]"), int(port)), timeout=min(self.interval, 2.0)):
+                    return True
+            except OSError:
+                continue
+        return False
 
     def _loop(self) -> None:
         while not self._stop.is_set():

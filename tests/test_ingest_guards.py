@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +14,8 @@ import pytest
 
 from ingest import checkpoint_lock
 from ingest.failures import explain
-from ingest.health import skipped_offsets
+from ingest.health import KafkaProbe, skipped_offsets
+from ingest.metrics import IngestMetrics
 from loglake.errors import CheckpointInUseError, ConfigError, KafkaDataLossError, StorageFullError, StreamFailedError
 from loglake.paths import check_writable
 from loglake.settings import load_settings
@@ -137,3 +139,18 @@ def test_skipped_offsets_count_deleted_ranges_only() -> None:
     assert skipped_offsets(start, end, first, earliest) == {("logs", 0): (10, 20)}
     # Everything in the range deleted, nothing read at all.
     assert skipped_offsets({"t": {"0": 3}}, {"t": {"0": 8}}, {}, {("t", 0): 8}) == {("t", 0): (3, 8)}
+
+
+def test_probe_of_a_secured_listener_is_a_tcp_connect() -> None:
+    """SASL/SSL credentials are the Spark source's (Java format): a metadata request would always fail
+    and read as an outage, so a secured listener is probed by connecting."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        settings = load_settings(
+            overrides={"kafka.bootstrap_servers": f"127.0.0.1:{port}", "table.path": "/tmp/x"},
+            assignments=["kafka.options.kafka.security.protocol=SASL_SSL"],
+        )
+        assert KafkaProbe(settings.kafka, IngestMetrics(), interval=1).probe()
+    assert not KafkaProbe(settings.kafka, IngestMetrics(), interval=1).probe()  # nothing listens any more
