@@ -19,6 +19,7 @@ from pyspark.sql import SparkSession
 
 from loglake import services, table, timeline
 from loglake.errors import TableError
+from loglake.jvm_errors import chain_text, deepest_error, jvm_gone
 from loglake.settings import Settings
 from loglake.spark import get_spark
 from loglake.timer import StageTimer
@@ -211,8 +212,25 @@ def run_compact(
         uncompacted_delta_commits_after=before.uncompacted_delta_commits,
         caught_up=not before.pending_compactions,
     )
+    failed = 0
     while True:
-        result.rounds.append(run_round(spark, settings, schedule=schedule))
+        try:
+            round_result = run_round(spark, settings, schedule=schedule)
+        except Exception as exc:
+            failed += 1
+            if not loop or failed >= settings.compaction.max_failed_rounds or jvm_gone(exc):
+                raise
+            log.warning(
+                "round failed (%d in a row of at most compaction.max_failed_rounds=%d), next in %s: %s",
+                failed,
+                settings.compaction.max_failed_rounds,
+                settings.compaction.loop_interval,
+                deepest_error(chain_text(exc)),
+            )
+            sleep(settings.compaction.loop_seconds)
+            continue
+        failed = 0
+        result.rounds.append(round_result)
         after = timeline.health(spark, path)
         result.pending_after = after.pending_compactions
         result.oldest_pending_seconds_after = after.oldest_pending_compaction_seconds

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from loglake.errors import KafkaDataLossError, StorageFullError, StreamFailedError
-from loglake.jvm_errors import chain_text, deepest_error
+from loglake.jvm_errors import chain_text, deepest_error, jvm_gone
 from loglake.settings import Settings
 
 # Spark's Kafka source, when offsets it has to read are gone (spark-sql-kafka 3.5).
@@ -108,17 +108,6 @@ def _data_loss(text: str, earliest: Callable[[str, int], int] | None) -> KafkaDa
         "them; nothing of them was written. To skip them and go on, set kafka.fail_on_data_loss: false (skipped "
         "offsets are counted in loglake_ingest_kafka_skipped_offsets_total); to keep them, restore the topic"
     )
-
-
-def jvm_gone(exc: BaseException) -> bool:
-    """Whether ``exc`` says the Spark driver JVM no longer answers (killed, or exited out of memory)."""
-    current: BaseException | None = exc
-    while current is not None:
-        # A bare Py4JError (not a Py4JJavaError, which carries a Java exception) is an empty answer.
-        if isinstance(current, ConnectionError) or type(current).__name__ in ("Py4JNetworkError", "Py4JError"):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
 
 
 def explain(

@@ -26,6 +26,7 @@ from ingest.metrics import IngestMetrics
 from ingest.sink import BatchWriter
 from loglake import __version__
 from loglake import metrics as prom
+from loglake.jvm_errors import jvm_gone
 from loglake.paths import check_writable
 from loglake.settings import Settings
 from loglake.spark import get_spark
@@ -109,7 +110,7 @@ def _run(settings: Settings, *, once: bool, metrics: IngestMetrics | None) -> In
         log.info("ingesting %s -> %s (checkpoint %s)", settings.kafka.topic, table_path, settings.checkpoint_dir)
         _await(query)
     except (StreamingQueryException, Py4JError) as exc:
-        jvm = None if failures.jvm_gone(exc) else spark.sparkContext._jvm
+        jvm = None if jvm_gone(exc) else spark.sparkContext._jvm
         raise failures.explain(exc, settings, jvm, earliest=queue_age.earliest) from exc
     finally:
         probe.stop()

@@ -54,3 +54,14 @@ def deepest_error(text: str) -> str:
         if line.strip() and not _WRAPPERS.match(line) and re.match(r"^[\w.$]+(Error|Exception)\b", line.strip())
     ]
     return (errors[-1] if errors else text.strip().splitlines()[0] if text.strip() else "unknown error")[:500]
+
+
+def jvm_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` says the Spark driver JVM no longer answers (killed, or exited out of memory)."""
+    current: BaseException | None = exc
+    while current is not None:
+        # A bare Py4JError (not a Py4JJavaError, which carries a Java exception) is an empty answer.
+        if isinstance(current, ConnectionError) or type(current).__name__ in ("Py4JNetworkError", "Py4JError"):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -169,6 +169,9 @@ class CompactionSettings(_Model):
     max_rounds: int = Field(default=10, ge=1, le=1000)
     # Pause between rounds of --loop.
     loop_interval: str = "10 minutes"
+    # --loop rides out a failed round (a rollback racing another writer's cleaner, a conflict with a
+    # delete) and tries again after the pause; it stops after this many failed rounds in a row.
+    max_failed_rounds: int = Field(default=3, ge=1, le=1000)
     clustering: bool = True
     clean: bool = True
     archive: bool = True

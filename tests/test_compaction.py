@@ -305,3 +305,53 @@ def test_loop_mode_runs_rounds_until_interrupted(spark: Any, tmp_path: Path) -> 
     assert rounds[0]["compacted"] and rounds[0]["compacted"] == rounds[0]["scheduled"]
     assert rounds[1]["compacted"] == []  # nothing new to do: the loop idles
     assert code == 130
+
+
+def test_loop_rides_out_a_failed_round_then_stops_after_too_many(spark: Any, tmp_path: Path) -> None:
+    """A round that fails (here: a pending compaction plan that does not parse) is logged and retried
+    after the pause; compaction.max_failed_rounds failures in a row end the loop with the error."""
+    from conftest import TEST_SPARK_CONF
+    from pyspark.sql import functions as F
+
+    from bench.gdpr import synthetic_logs
+    from loglake import table as contract
+
+    path = tmp_path / "logs"
+    settings = load_settings(
+        overrides={"table.path": str(path)}, assignments=[*TEST_SPARK_CONF, "compaction.max_failed_rounds=2"]
+    )
+    rows = synthetic_logs(spark, 2000, subjects=1, days=1)
+    for k in range(2):
+        rows.where(F.pmod(F.xxhash64(contract.RECORD_KEY), F.lit(2)) == k).write.format("hudi").options(
+            **contract.ingest_options(settings)
+        ).mode("append").save(str(path))
+
+    def plant_bad_plan() -> Path:
+        plan = path / ".hoodie" / "timeline" / f"{time.strftime('%Y%m%d%H%M%S', time.gmtime())}000.compaction.requested"
+        plan.write_bytes(b"not an Avro compaction plan")
+        return plan
+
+    class Done(Exception):
+        pass
+
+    def stop_after_success(result: Any) -> None:
+        raise Done
+
+    bad = plant_bad_plan()
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        bad.unlink(missing_ok=True)  # the cause goes away before the next round
+
+    with pytest.raises(Done):
+        run_compact(settings, loop=True, spark=spark, sleep=pause, on_round=stop_after_success)
+    assert len(pauses) == 1  # one failed round, then one that succeeded
+
+    time.sleep(1.1)  # a new instant time for the next bad plan
+    bad = plant_bad_plan()
+    pauses.clear()
+    with pytest.raises(Exception) as failed:
+        run_compact(settings, loop=True, spark=spark, sleep=pauses.append, on_round=stop_after_success)
+    assert not isinstance(failed.value, Done) and len(pauses) == 1  # two failed rounds in a row: stop
+    bad.unlink()
