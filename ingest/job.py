@@ -114,11 +114,12 @@ def _run(settings: Settings, *, once: bool, metrics: IngestMetrics | None) -> In
         raise failures.explain(exc, settings, jvm, earliest=queue_age.earliest) from exc
     finally:
         probe.stop()
-        queue_age.close()
         # The JVM may be gone (killed, out of memory): tidying up must not hide the failure.
         with contextlib.suppress(Exception):
             _drain_listener_bus(spark)
             spark.streams.removeListener(listener)
+        # Last: a progress event handled while the bus drains would otherwise open a new consumer.
+        queue_age.close()
     stats = writer.stats
     return IngestResult(
         table_path=table_path,

@@ -53,6 +53,8 @@ class QueueAge:
         self.bootstrap_servers = bootstrap_servers
         self.timeout = timeout
         self._consumer: Any = None
+        # A progress event can still arrive while the job shuts down; after close() none reopens a consumer.
+        self._closed = False
 
     def _client(self) -> Any:
         if self._consumer is None:
@@ -73,6 +75,8 @@ class QueueAge:
         """Seconds since the message at ``offset`` was produced (its Kafka timestamp); None if not fetched."""
         from confluent_kafka import TopicPartition
 
+        if self._closed:
+            return None
         consumer = self._client()
         consumer.assign([TopicPartition(topic, partition, offset)])
         try:
@@ -94,6 +98,7 @@ class QueueAge:
         return int(low)
 
     def close(self) -> None:
+        self._closed = True
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None

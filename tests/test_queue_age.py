@@ -33,3 +33,5 @@ def test_age_of_the_message_at_an_offset_comes_from_its_kafka_timestamp(
         assert ages.age(topic, 0, 3, now=now) is None
     finally:
         ages.close()
+    # A late progress event after shutdown must not open a consumer that nobody closes.
+    assert ages.age(topic, 0, 0, now=now) is None and ages._consumer is None
