@@ -28,14 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.ingest import _free_port, machine
-from bench.soak import _children
+from bench.peers import tree_peak_mib
 from ingest.produce import PRODUCER_CONFIG, encode_avro, make_batch
 from loglake import kafka_broker
 
 NOW_MS = 1_795_000_000_000
 
 
-def _minimal(n: int) -> dict[str, Any]:
+def minimal_batch(n: int) -> dict[str, Any]:
     """n of the smallest valid records (8 bytes each: ts 1 ms after the epoch): the most rows per byte."""
     batch = make_batch(random.Random(1), NOW_MS, 0)
     record = {
@@ -52,7 +52,7 @@ def _minimal(n: int) -> dict[str, Any]:
     return batch
 
 
-def _filled(n: int, size: int, seed: int = 2) -> dict[str, Any]:
+def filled_batch(n: int, size: int, seed: int = 2) -> dict[str, Any]:
     """n records whose messages fill the batch to just under ``size`` bytes: the most bytes per row."""
     batch = make_batch(random.Random(seed), NOW_MS, n)
     for record in batch["records"]:
@@ -61,18 +61,6 @@ def _filled(n: int, size: int, seed: int = 2) -> dict[str, Any]:
     for i, record in enumerate(batch["records"]):
         record["message"] = f"{i:06d}".ljust(room - 2, "x")
     return batch
-
-
-def _peak_rss(pid: int, stop: threading.Event, peak: list[float]) -> None:
-    while not stop.is_set():
-        for child in _children(pid):
-            try:
-                for line in Path(f"/proc/{child}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        peak[0] = max(peak[0], int(line.split()[1]) / 1024)
-            except OSError:
-                pass
-        stop.wait(0.2)
 
 
 def _case(work: Path, bootstrap: str, name: str, payloads: list[bytes], **ingest: Any) -> dict[str, Any]:
@@ -103,7 +91,7 @@ def _case(work: Path, bootstrap: str, name: str, payloads: list[bytes], **ingest
         stderr=(work / f"{name}.log").open("wb"),
     )
     stop, peak = threading.Event(), [0.0]
-    sampler = threading.Thread(target=_peak_rss, args=(proc.pid, stop, peak), daemon=True)
+    sampler = threading.Thread(target=tree_peak_mib, args=(proc.pid, stop, peak, 0.2), daemon=True)
     sampler.start()
     out, _ = proc.communicate()
     stop.set()
@@ -134,8 +122,8 @@ def main() -> None:
     try:
         typical = encode_avro(make_batch(random.Random(3), NOW_MS, 25))
         # Distinct batch ids: identical copies would land on the same record keys and count once.
-        widest = [encode_avro(_filled(10_000, 1_040_000, seed)) for seed in range(args.copies)]
-        most = encode_avro(_minimal(100_000))
+        widest = [encode_avro(filled_batch(10_000, 1_040_000, seed)) for seed in range(args.copies)]
+        most = encode_avro(minimal_batch(100_000))
         results = [
             _case(work, bootstrap, "typical_25_records", [typical]),
             _case(work, bootstrap, "limit_10k_records_1mib", widest[:1]),

@@ -21,6 +21,7 @@ and the time ratio against loglake.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import statistics
@@ -33,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.ingest import _free_port, machine
+from bench.ingest import _free_port, _vm_hwm_kib, machine
 from bench.soak import _children
 from ingest.produce import produce
 from loglake import kafka_broker
@@ -41,7 +42,7 @@ from loglake import kafka_broker
 CONTENDERS = ("loglake", "plain_hudi", "plain_layout", "floor")
 
 
-def _tree_peak_mib(root: int, stop: threading.Event, peak: list[float]) -> None:
+def tree_peak_mib(root: int, stop: threading.Event, peak: list[float], interval: float = 0.5) -> None:
     """Largest VmHWM over the process and its descendants (the JVM is a child of the Python driver)."""
     while not stop.is_set():
         seen, todo = set(), [root]
@@ -50,13 +51,9 @@ def _tree_peak_mib(root: int, stop: threading.Event, peak: list[float]) -> None:
             seen.add(pid)
             todo.extend(c for c in _children(pid) if c not in seen)
         for pid in seen:
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        peak[0] = max(peak[0], int(line.split()[1]) / 1024)
-            except OSError:
-                pass
-        stop.wait(0.5)
+            with contextlib.suppress(OSError):  # the process ended while we looked
+                peak[0] = max(peak[0], _vm_hwm_kib(pid) / 1024)
+        stop.wait(interval)
 
 
 def _command(name: str, bootstrap: str, topic: str, out: Path) -> list[str]:
@@ -113,7 +110,7 @@ def _run(name: str, bootstrap: str, topic: str, work: Path, round_no: int) -> di
     started = time.monotonic()
     proc = subprocess.Popen(_command(name, bootstrap, topic, out), stdout=log, stderr=log)
     stop, peak = threading.Event(), [0.0]
-    sampler = threading.Thread(target=_tree_peak_mib, args=(proc.pid, stop, peak), daemon=True)
+    sampler = threading.Thread(target=tree_peak_mib, args=(proc.pid, stop, peak), daemon=True)
     sampler.start()
     proc.wait()
     seconds = time.monotonic() - started

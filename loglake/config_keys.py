@@ -20,7 +20,6 @@ import json
 import logging
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from functools import cache
@@ -180,12 +179,10 @@ def generate() -> dict[str, Any]:
 
     spark_jars = jars.resolve(jars.SPARK_JARS)
     bundle = next(p for p in spark_jars if p.name.startswith("hudi-spark"))
-    pyspark_jars = Path(sys.modules["pyspark"].__file__ or "").parent / "jars" if "pyspark" in sys.modules else None
-    if pyspark_jars is None:
-        import pyspark
+    import pyspark
 
-        pyspark_jars = Path(pyspark.__file__).parent / "jars"
-    holders = [p for p in pyspark_jars.glob("spark-*.jar")]
+    pyspark_jars = Path(pyspark.__file__).parent / "jars"
+    holders = list(pyspark_jars.glob("spark-*.jar"))
     classpath = ":".join(str(p) for p in [bundle, *spark_jars, *sorted(pyspark_jars.glob("*.jar"))])
     javac, java = shutil.which("javac"), shutil.which("java")
     if not javac or not java:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -22,7 +21,8 @@ import pytest
 from builders import NOW_MS, encode, expected_rows, make_batches, read_hudi_rs, send
 from conftest import free_port
 
-from ingest.produce import make_batch
+from bench.fat_message import filled_batch, minimal_batch
+from bench.soak import _children
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -52,43 +52,13 @@ def _last_line(done: subprocess.CompletedProcess[str]) -> str:
     return done.stderr.strip().splitlines()[-1]
 
 
-def _minimal_records(n: int) -> list[dict[str, Any]]:
-    """The smallest valid records: about 8 bytes each, so a message under 1 MiB can hold 100,000."""
-    return [
-        {
-            "ts": 1,
-            "level": "",
-            "user_id": None,
-            "email": None,
-            "client_ip": None,
-            "event": "",
-            "message": "",
-            "attributes": {},
-        }
-        for _ in range(n)
-    ]
-
-
-def _largest_allowed(rng: random.Random) -> dict[str, Any]:
-    """The worst message the default limits let through: 10,000 records filling just under 1 MiB."""
-    batch = make_batch(rng, NOW_MS, 10_000)
-    for record in batch["records"]:
-        record["message"], record["attributes"] = "", {}
-    room = (1_040_000 - len(encode(batch))) // len(batch["records"])
-    for i, record in enumerate(batch["records"]):
-        record["message"] = f"{i:06d}".ljust(room - 2, "x")  # 1 more byte of length prefix each
-    return batch
-
-
 def test_poison_messages_cannot_stop_the_stream(kafka_bootstrap: str, topic_factory: Any, tmp_path: Path) -> None:
     from test_ingest_parse import _negative_block_encoding
 
-    rng = random.Random(31)
     topic = topic_factory(partitions=1)
     before, after = make_batches(10, seed=32), make_batches(10, seed=33)
-    huge = make_batch(rng, NOW_MS, 0)
-    huge["records"] = _minimal_records(100_000)
-    biggest = _largest_allowed(rng)
+    huge = minimal_batch(100_000)  # 8 bytes a record: 100,000 records in under 1 MiB
+    biggest = filled_batch(10_000, 1_040_000, seed=31)  # the widest message the default limits let through
     [utf8_record, utf8_batch, long_min, negative] = make_batches(4, seed=34, records=(3, 3))
     utf8_record["records"][0]["message"] = "IN?FO poison"
     utf8_batch["service"] = "svc-?-poison"
@@ -359,17 +329,6 @@ def test_a_killed_driver_jvm_ends_the_process_with_one_line(
         .splitlines()[-1]
         .startswith("loglake ingest: error: the Spark driver JVM stopped answering: it was killed or exited")
     )
-
-
-def _children(parent: int) -> list[int]:
-    found = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            if f"PPid:\t{parent}\n" in status.read_text():
-                found.append(int(status.parent.name))
-        except OSError:  # the process ended while we looked
-            pass
-    return found
 
 
 def _command(pid: int) -> str:
