@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--max-per-trigger", type=int, default=None, help="kafka.max_offsets_per_trigger")
     parser.add_argument("--encoding", choices=["avro", "json"], default="avro")
-    parser.add_argument("--driver-memory", default="4g")
+    parser.add_argument("--driver-memory", default=None, help="spark.driver.memory (loglake's default if unset)")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
@@ -85,7 +85,7 @@ def main() -> None:
         )
         assignments = [
             "spark.master=local[2]",
-            f"spark.driver.memory={args.driver_memory}",
+            *([f"spark.driver.memory={args.driver_memory}"] if args.driver_memory else []),
             "spark.ui.enabled=false",
             f"ingest.encoding={args.encoding}",
             *args.set,

@@ -19,7 +19,7 @@ from py4j.protocol import Py4JError
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 
-from ingest import checkpoint_lock, failures, parse, source
+from ingest import checkpoint_lock, failures, source
 from ingest.health import KafkaProbe
 from ingest.listener import IngestListener, QueueAge
 from ingest.metrics import IngestMetrics
@@ -99,9 +99,10 @@ def _run(settings: Settings, *, once: bool, metrics: IngestMetrics | None) -> In
     probe.start()
     started = time.monotonic()
     try:
-        staged = source.read_kafka(spark, settings.kafka).transform(parse.stage(settings.ingest))
+        # The writer stages each batch itself: the quarantine needs the raw rows beside the staged ones.
         stream = (
-            staged.writeStream.queryName(settings.ingest.query_name)
+            source.read_kafka(spark, settings.kafka)
+            .writeStream.queryName(settings.ingest.query_name)
             .foreachBatch(writer)
             .option("checkpointLocation", settings.checkpoint_dir)
         )

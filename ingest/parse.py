@@ -22,7 +22,7 @@ import json
 import operator
 from collections.abc import Callable
 from functools import reduce
-from typing import Any, cast
+from typing import Any
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -57,6 +57,11 @@ REASON_BAD_TS = "bad_ts"
 REASON_NULL_RECORD = "null_record"
 REASON_TOO_MANY_RECORDS = "too_many_records"
 REASON_INVALID_UTF8 = "invalid_utf8"
+
+# The checks that cost the most per record: the strict Avro re-encode and the UTF-8 round trip (half
+# of the staging time between them). The writer runs them once per batch, in its counting pass, and
+# its write pass skips them ("deferred") and leaves out the rows they flagged by Kafka coordinates.
+DEFERRED_REASONS = (REASON_TRAILING, REASON_INVALID_UTF8)
 
 _BATCH_STRINGS = ("batch_id", "service", "host", "region")
 _RECORD_STRINGS = ("level", "user_id", "email", "client_ip", "event", "message")
@@ -145,10 +150,11 @@ def invalid_utf8(*strings: Column) -> Column:
     """True when the bytes of any of ``strings`` are not valid UTF-8.
 
     Spark keeps the bytes of Avro strings as they came; decoding them as UTF-8 replaces what is not,
-    so a round trip that changes them found invalid bytes. One round trip over the joined strings.
+    so a decode that changes them found invalid bytes. One decode of the joined strings, compared
+    with them as they are (a second encode and compare cost a third more of the whole staging).
     """
-    raw = F.concat_ws("", *strings).cast("binary")
-    return F.coalesce(raw != F.encode(F.decode(raw, "UTF-8"), "UTF-8"), F.lit(False))
+    joined = F.concat_ws("", *strings)
+    return F.coalesce(F.decode(joined.cast("binary"), "UTF-8") != joined, F.lit(False))
 
 
 def _first_invalid_utf8(named: list[tuple[str, Column]]) -> Column:
@@ -156,10 +162,15 @@ def _first_invalid_utf8(named: list[tuple[str, Column]]) -> Column:
     return F.coalesce(*[F.when(invalid_utf8(col), F.lit(name)) for name, col in named])
 
 
-def _batch_checks(settings: IngestSettings, batch: Column) -> list[tuple[Column, str, Column]]:
+def _batch_checks(settings: IngestSettings, batch: Column, deferred: bool) -> list[tuple[Column, str, Column]]:
     """Message-level checks shared by both encodings, after decoding: record count, UTF-8 of batch fields."""
     count = F.size(batch["records"])
     strings = [(c, batch[c]) for c in _BATCH_STRINGS]
+    utf8 = (
+        invalid_utf8(*(col for _, col in strings)),
+        REASON_INVALID_UTF8,
+        F.format_string("field %s is not valid UTF-8", _first_invalid_utf8(strings)),
+    )
     return [
         (
             count > F.lit(settings.max_records_per_message),
@@ -170,15 +181,11 @@ def _batch_checks(settings: IngestSettings, batch: Column) -> list[tuple[Column,
                 F.lit(settings.max_records_per_message),
             ),
         ),
-        (
-            invalid_utf8(*(col for _, col in strings)),
-            REASON_INVALID_UTF8,
-            F.format_string("field %s is not valid UTF-8", _first_invalid_utf8(strings)),
-        ),
+        *([] if deferred else [utf8]),
     ]
 
 
-def _avro_batch(settings: IngestSettings) -> Callable[[DataFrame], DataFrame]:
+def _avro_batch(settings: IngestSettings, deferred: bool) -> Callable[[DataFrame], DataFrame]:
     """Decode binary Avro (optionally after the 5-byte Confluent header) into ``batch`` with ms times."""
     schema = epoch_millis_schema()
 
@@ -196,7 +203,7 @@ def _avro_batch(settings: IngestSettings) -> Callable[[DataFrame], DataFrame]:
         df = once(df, from_avro(F.col("_payload"), schema, {"mode": "PERMISSIVE"}), "_avro")
         # PERMISSIVE from_avro yields a struct of nulls on failure; batch_id is never null in a good one.
         failed = F.col("_avro")["batch_id"].isNull()
-        if settings.strict_avro:
+        if settings.strict_avro and not deferred:
             # CASE WHEN keeps to_avro away from the all-null struct, which it cannot serialize.
             df = once(df, F.when(~failed, F.length(to_avro(F.col("_avro"), schema))), "_used")
             # A re-encoding shorter than the payload means trailing bytes, or array blocks written with
@@ -243,7 +250,7 @@ def _avro_batch(settings: IngestSettings) -> Callable[[DataFrame], DataFrame]:
                     F.length("_payload"),
                 ),
             ),
-            *_batch_checks(settings, avro),
+            *_batch_checks(settings, avro, deferred),
         )
         batch = F.struct(
             avro["batch_id"].alias("batch_id"),
@@ -266,7 +273,7 @@ def _decoded(df: DataFrame, code: Column, text: Column, batch: Column) -> DataFr
     return once(df, result, "_decoded").select(*kafka, "_decoded.reason_code", "_decoded.reason", "_decoded.batch")
 
 
-def _json_batch(settings: IngestSettings) -> Callable[[DataFrame], DataFrame]:
+def _json_batch(settings: IngestSettings, deferred: bool) -> Callable[[DataFrame], DataFrame]:
     """Decode a JSON LogBatch into the same ``batch`` shape as :func:`_avro_batch`."""
 
     def transform(df: DataFrame) -> DataFrame:
@@ -291,7 +298,7 @@ def _json_batch(settings: IngestSettings) -> Callable[[DataFrame], DataFrame]:
             ),
             (j.isNull() | nothing, REASON_NOT_JSON, F.lit("not a JSON LogBatch object")),
             *missing,
-            *_batch_checks(settings, j),
+            *_batch_checks(settings, j, deferred),
         )
         records = F.transform(
             j["records"],
@@ -316,9 +323,12 @@ def _json_batch(settings: IngestSettings) -> Callable[[DataFrame], DataFrame]:
     return transform
 
 
-def decode(settings: IngestSettings) -> Callable[[DataFrame], DataFrame]:
-    """Kafka rows -> one row per message: Kafka coordinates, ``batch`` (null if bad), ``reason``."""
-    batch = _avro_batch(settings) if settings.encoding == "avro" else _json_batch(settings)
+def decode(settings: IngestSettings, deferred: bool = False) -> Callable[[DataFrame], DataFrame]:
+    """Kafka rows -> one row per message: Kafka coordinates, ``batch`` (null if bad), ``reason``.
+
+    ``deferred`` leaves out the checks of :data:`DEFERRED_REASONS`.
+    """
+    batch = _avro_batch(settings, deferred) if settings.encoding == "avro" else _json_batch(settings, deferred)
 
     def transform(df: DataFrame) -> DataFrame:
         return df.transform(_kafka_columns).transform(batch)
@@ -326,7 +336,7 @@ def decode(settings: IngestSettings) -> Callable[[DataFrame], DataFrame]:
     return transform
 
 
-def _record_failures(rec: Column, index: Column) -> list[tuple[Column, str, Column]]:
+def _record_failures(rec: Column, index: Column, deferred: bool) -> list[tuple[Column, str, Column]]:
     where = F.format_string("record %d: ", index)
     ts = rec["ts"]
     strings = [(c, rec[c]) for c in _RECORD_STRINGS]
@@ -347,71 +357,64 @@ def _record_failures(rec: Column, index: Column) -> list[tuple[Column, str, Colu
         (rec[f].isNull(), REASON_MISSING_FIELD, F.concat(where, F.lit(f"field {f} is missing")))
         for f in _RECORD_REQUIRED
     ]
-    checks.append(
-        (
-            invalid_utf8(*(col for _, col in strings)),
-            REASON_INVALID_UTF8,
-            F.concat(where, F.format_string("field %s is not valid UTF-8", _first_invalid_utf8(strings))),
+    if not deferred:
+        checks.append(
+            (
+                invalid_utf8(*(col for _, col in strings)),
+                REASON_INVALID_UTF8,
+                F.concat(where, F.format_string("field %s is not valid UTF-8", _first_invalid_utf8(strings))),
+            )
         )
-    )
     return checks
 
 
-def flatten(ingested_at: Column | None = None) -> Callable[[DataFrame], DataFrame]:
+def flatten(ingested_at: Column | None = None, deferred: bool = False) -> Callable[[DataFrame], DataFrame]:
     """Decoded messages -> staged rows: one per good record, one per bad record, one per bad message.
 
-    Good rows have a null ``reason_code`` and every log-table column; bad rows carry their reason, and
-    the first bad row of a message its raw bytes.
+    Good rows have a null ``reason_code`` and every log-table column; bad rows carry their reason. A
+    bad message's row carries its raw bytes; a bad record's row does not (:func:`with_raw_bytes` adds
+    them to the first bad row of each message, on the rare path that writes the quarantine).
 
-    One pass: each message becomes an array of checked items (its records, each checked once inside
-    the array; or, for a bad message, the message itself) and one explode turns them into rows, so
-    Kafka is read and each message decoded once per batch. The explode sees the batch fields as plain
-    columns and never the message's raw bytes or other records, so no row grows with the message
-    (a 100,000-record message once ran the driver out of memory copying the whole batch into every
-    one of its rows).
+    One explode of the records array, then every check as a plain per-row expression: Spark compiles
+    those to Java (a check inside ``transform`` over the array was interpreted, and took two thirds
+    of the whole staging time). The explode sees the batch fields as plain columns and never the
+    message's raw bytes or other records, so no row grows with the message (a 100,000-record message
+    once ran the driver out of memory copying the whole batch into every one of its rows).
     """
     now = ingested_at if ingested_at is not None else F.current_timestamp()
 
     def transform(df: DataFrame) -> DataFrame:
         kafka = ["kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "kafka_key"]
-        record_type = cast(T.StructType, df.schema["batch"].dataType)["records"].dataType
-        rec_type = cast(T.ArrayType, record_type).elementType
-
-        def checked(rec: Column, index: Column) -> Column:
-            code, text = _first_reason(*_record_failures(rec, index))
-            return F.struct(index.alias("i"), rec.alias("rec"), code.alias("code"), text.alias("text"))
-
-        whole_message = F.array(
-            F.struct(
-                F.lit(None).cast("int").alias("i"),
-                F.lit(None).cast(rec_type).alias("rec"),
-                F.col("reason_code").alias("code"),
-                F.col("reason").alias("text"),
-            )
-        )
-        items = F.when(F.col("reason_code").isNotNull(), whole_message).otherwise(
-            F.transform(F.col("batch.records"), checked)
-        )
         scalars = ("batch_id", "service", "host", "region", "sent_at_ms")
+        message_bad = F.col("reason_code").isNotNull()
         messages = df.select(
-            *kafka, "raw_value", *(F.col("batch")[c].alias(f"_b_{c}") for c in scalars), items.alias("_items")
-        )
-        first_bad = F.array_position(F.transform(F.col("_items"), lambda item: item["code"].isNotNull()), True)
-        # The raw message goes with its first bad row only: stored once, not once per bad record.
-        messages = once(
-            messages, F.when(first_bad > 0, F.struct(first_bad.alias("at"), F.col("raw_value").alias("raw"))), "_bad"
-        )
-        exploded = messages.select(
-            *kafka, "_bad", *(f"_b_{c}" for c in scalars), F.posexplode("_items").alias("_pos", "item")
-        )
-        item = F.col("item")
-        code, r, index = item["code"], item["rec"], item["i"]
-        good = code.isNull()
-        return exploded.select(
             *kafka,
-            F.when(F.col("_pos") + 1 == F.col("_bad.at"), F.col("_bad.raw")).alias("raw_value"),
+            # Only a bad message keeps its bytes here, and it explodes into exactly one row.
+            F.when(message_bad, F.col("raw_value")).alias("_raw"),
+            F.col("reason_code").alias("_m_code"),
+            F.col("reason").alias("_m_text"),
+            *(F.col("batch")[c].alias(f"_b_{c}") for c in scalars),
+            F.col("batch.records").alias("_records"),
+        )
+        # outer: a bad message (null records) still yields its one row; an empty good one yields a
+        # row of nulls that the filter drops.
+        exploded = messages.select(
+            *kafka, "_raw", "_m_code", "_m_text", *(f"_b_{c}" for c in scalars), F.posexplode_outer("_records")
+        ).where(F.col("_m_code").isNotNull() | F.col("pos").isNotNull())
+        r, index = F.col("col"), F.col("pos")
+        whole = F.col("_m_code").isNotNull()
+        checks = _record_failures(r, index, deferred)
+        rec_code, _ = _first_reason(*checks)
+        # Pinned (:func:`once`): the filters downstream would otherwise run every check a second time.
+        coded = once(exploded, F.when(whole, F.col("_m_code")).otherwise(rec_code), "reason_code")
+        code = F.col("reason_code")
+        good = code.isNull()
+        _, rec_text = _first_reason(*checks)
+        return coded.select(
+            *kafka,
+            F.col("_raw").alias("raw_value"),
             code.alias("reason_code"),
-            item["text"].alias("reason"),
+            F.when(whole, F.col("_m_text")).when(~good, rec_text).alias("reason"),
             index.alias("record_index"),
             F.when(~good & r.isNotNull(), F.to_json(r)).alias("record_json"),
             F.when(index.isNotNull(), record_key(F.col("_b_service"), F.col("_b_batch_id"), index)).alias(RECORD_KEY),
@@ -426,6 +429,30 @@ def flatten(ingested_at: Column | None = None) -> Callable[[DataFrame], DataFram
     return transform
 
 
+def with_raw_bytes(bad: DataFrame, messages: DataFrame) -> DataFrame:
+    """``bad`` staged rows with the raw message bytes on each message's first bad row.
+
+    ``messages`` is the Kafka batch the rows came from (``raw_value`` or Kafka's own ``value``). Runs
+    on bad rows only: a join on Kafka coordinates with the few messages that have a bad record.
+    """
+    coords = ["kafka_topic", "kafka_partition", "kafka_offset"]
+    if "value" in messages.columns:
+        messages = _kafka_columns(messages)
+    first = bad.where(F.col("record_index").isNotNull()).groupBy(*coords).agg(F.min("record_index").alias("_first_bad"))
+    raw = messages.select(*coords, F.col("raw_value").alias("_msg_raw")).join(F.broadcast(first), coords)
+    joined = bad.join(raw, coords, "left")
+    return joined.select(
+        *(
+            F.coalesce(
+                F.col("raw_value"), F.when(F.col("record_index") == F.col("_first_bad"), F.col("_msg_raw"))
+            ).alias("raw_value")
+            if c == "raw_value"
+            else F.col(c)
+            for c in bad.columns
+        )
+    )
+
+
 def first_row_of_message() -> Column:
     """True on exactly one staged row per message that has rows: counting it counts messages.
 
@@ -434,6 +461,35 @@ def first_row_of_message() -> Column:
     """
     index = F.col("record_index")
     return index.isNull() | (index == 0)
+
+
+def tally(staged: DataFrame, flag_limit: int) -> DataFrame:
+    """One aggregation over ``staged`` that serves the writer's counts and its repeat check.
+
+    Rows per (``reason_code``, ``kafka_topic``, ``kafka_partition``) with ``grouping`` 0: ``rows``,
+    ``messages`` and ``first_offset``; one more row with ``grouping`` 1 over the whole batch, where
+    ``batches`` (record-0 rows) exceeds ``distinct_batches`` exactly when some LogBatch arrived twice.
+    Both in one job: the exact distinct count costs about a tenth of the pass that computes it anyway.
+    ``flagged`` lists up to ``flag_limit`` + 1 (offset, record_index) of rows with a deferred reason,
+    which the write pass leaves out instead of checking again (more than the limit: it checks again).
+    """
+    flags = staged.select("*", F.col("reason_code").isin(*DEFERRED_REASONS).alias("_deferred"))
+    return staged.sparkSession.sql(
+        """
+        SELECT reason_code, kafka_topic, kafka_partition, grouping_id() AS grouping,
+               count(1) AS rows,
+               count_if(record_index IS NULL OR record_index = 0) AS messages,
+               min(kafka_offset) AS first_offset,
+               count_if(record_index = 0) AS batches,
+               count(DISTINCT CASE WHEN record_index = 0 THEN struct(service, batch_id) END) AS distinct_batches,
+               slice(collect_list(CASE WHEN _deferred THEN struct(kafka_offset, record_index) END), 1, :keep)
+                 AS flagged
+        FROM {staged}
+        GROUP BY GROUPING SETS ((reason_code, kafka_topic, kafka_partition), ())
+        """,
+        args={"keep": flag_limit + 1},
+        staged=flags,
+    )
 
 
 def repeated_batches(staged: DataFrame) -> DataFrame:
@@ -496,10 +552,32 @@ def quarantine_rows(staged: DataFrame, quarantined_at: Column | None = None) -> 
     )
 
 
-def stage(settings: IngestSettings) -> Callable[[DataFrame], DataFrame]:
-    """Kafka rows -> staged rows (decode then flatten): the whole per-record path of ingest."""
+def stage(settings: IngestSettings, deferred: bool = False) -> Callable[[DataFrame], DataFrame]:
+    """Kafka rows -> staged rows (decode then flatten): the whole per-record path of ingest.
+
+    ``deferred`` skips the checks of :data:`DEFERRED_REASONS`: only for a pass whose rows those checks
+    already flagged, by :func:`without_flagged`.
+    """
 
     def transform(df: DataFrame) -> DataFrame:
-        return df.transform(decode(settings)).transform(flatten())
+        return df.transform(decode(settings, deferred)).transform(flatten(deferred=deferred))
 
     return transform
+
+
+FLAGGED_SCHEMA = "kafka_topic string, kafka_partition int, kafka_offset long, record_index int"
+
+
+def without_flagged(rows: DataFrame, flagged: DataFrame) -> DataFrame:
+    """``rows`` less those ``flagged`` holds: a whole message where its ``record_index`` is null, else one record.
+
+    A broadcast anti-join: ``flagged`` comes from the counting pass and is small (the writer falls back
+    to the full checks when it is not).
+    """
+    f = F.broadcast(flagged.alias("_f"))
+    r = rows.alias("_r")
+    on = [F.col(f"_r.{c}") == F.col(f"_f.{c}") for c in ("kafka_topic", "kafka_partition", "kafka_offset")]
+    whole_or_same = F.col("_f.record_index").isNull() | (F.col("_f.record_index") == F.col("_r.record_index"))
+    return r.join(f, reduce(operator.and_, on) & whole_or_same, "left_anti").select(
+        *(F.col(f"_r.{c}") for c in rows.columns)
+    )

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 # How many quarantined rows per batch are named in the log (all are in the quarantine table).
 LOGGED_BAD_ROWS = 5
+# Up to this many rows flagged by the deferred checks, the write pass leaves them out by coordinates
+# (a broadcast of ~40 bytes a row); past it, a batch that bad runs every check again instead.
+FLAG_LIMIT = 100_000
 
 
 @dataclass
@@ -62,56 +65,74 @@ class BatchWriter:
         prefix = table.COMMIT_META_PREFIX
         return {f"{prefix}spark_batch_id": str(batch_id), f"{prefix}query": self.settings.ingest.query_name}
 
-    def __call__(self, staged: DataFrame, batch_id: int) -> None:
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
         try:
-            self._write(staged, batch_id)
+            self._write(batch, batch_id)
         except Exception:
             self.metrics.failures.inc()
             raise
 
-    def _write(self, staged: DataFrame, batch_id: int) -> None:
-        # Cached so that counting and the two writes decode the Kafka batch once, not three times.
-        staged = staged.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            tally = staged.groupBy("reason_code", "kafka_topic", "kafka_partition").agg(
-                F.count(F.lit(1)).alias("rows"),
-                F.sum(parse.first_row_of_message().cast("long")).alias("messages"),
-                F.min("kafka_offset").alias("first_offset"),
+    def _write(self, batch: DataFrame, batch_id: int) -> None:
+        """Stage the Kafka ``batch`` (its raw rows) and write it; the raw rows serve the quarantine's bytes.
+
+        Nothing is cached: staging is cheap next to materialising a batch in memory (caching cost twice
+        the staging itself and brought the GC pauses of a full heap), so the counting pass and the
+        write each stage the batch from Kafka's rows again, and the rare paths (quarantine, repeated
+        batches) add a pass only when they have work. The counting pass runs every check; the write
+        pass skips the costly ones and leaves out the rows they flagged.
+        """
+        # Structured Streaming turns adaptive execution off in the session its batches run in; the
+        # writer's own queries are batch queries and want it back: the counting pass's aggregation
+        # then runs a task per core instead of spark.sql.shuffle.partitions (200) tasks per shuffle.
+        batch.sparkSession.conf.set(
+            "spark.sql.adaptive.enabled", self.settings.spark.conf.get("spark.sql.adaptive.enabled", "true")
+        )
+        staged = batch.transform(parse.stage(self.settings.ingest))
+        counts: dict[str, int] = {}
+        good = messages = 0
+        repeated = False
+        first: dict[tuple[str, int], int] = {}
+        flagged: list[tuple[str, int, int, int | None]] = []
+        for row in parse.tally(staged, FLAG_LIMIT).collect():
+            if row["grouping"]:
+                repeated = row["batches"] > row["distinct_batches"]
+                continue
+            topic, partition = row["kafka_topic"], row["kafka_partition"]
+            flagged += [(topic, partition, f["kafka_offset"], f["record_index"]) for f in row["flagged"]]
+            if row["reason_code"] is None:
+                good += row["rows"]
+            else:
+                counts[row["reason_code"]] = counts.get(row["reason_code"], 0) + row["rows"]
+            messages += row["messages"]
+            key = (row["kafka_topic"], row["kafka_partition"])
+            first[key] = min(first.get(key, row["first_offset"]), row["first_offset"])
+        self.stats.first_offsets[batch_id] = first
+        # Only the listener's next progress event needs it; keep the map from growing with the run.
+        for old in [b for b in self.stats.first_offsets if b < batch_id - 10]:
+            del self.stats.first_offsets[old]
+        if counts:
+            self._quarantine(staged, batch, batch_id, counts)
+        if good:
+            rows = parse.log_rows(self._write_pass(batch, flagged) if len(flagged) <= FLAG_LIMIT else staged)
+            if repeated:
+                rows, good = self._unique(rows, staged, batch_id)
+            writer = (
+                rows.write.format("hudi")
+                .options(**self.log_options)
+                .options(**self._commit_meta(batch_id))
+                .mode("append")
             )
-            counts: dict[str, int] = {}
-            good = messages = 0
-            first: dict[tuple[str, int], int] = {}
-            for row in tally.collect():
-                if row["reason_code"] is None:
-                    good += row["rows"]
-                else:
-                    counts[row["reason_code"]] = counts.get(row["reason_code"], 0) + row["rows"]
-                messages += row["messages"] or 0
-                key = (row["kafka_topic"], row["kafka_partition"])
-                first[key] = min(first.get(key, row["first_offset"]), row["first_offset"])
-            self.stats.first_offsets[batch_id] = first
-            # Only the listener's next progress event needs it; keep the map from growing with the run.
-            for old in [b for b in self.stats.first_offsets if b < batch_id - 10]:
-                del self.stats.first_offsets[old]
-            if counts:
-                self._quarantine(staged, batch_id, counts)
-            if good:
-                rows, good = self._unique(parse.log_rows(staged), staged, batch_id, good)
-                writer = (
-                    rows.write.format("hudi")
-                    .options(**self.log_options)
-                    .options(**self._commit_meta(batch_id))
-                    .mode("append")
-                )
-                # The batch is cached, so a retry after a lost conflict re-reads nothing from Kafka.
+            # A retry after a lost conflict stages the batch again from the same Kafka offsets.
+            try:
                 retry.on_conflict(
                     lambda: writer.save(self.table_path),
                     what=f"batch {batch_id} -> {self.table_path}",
                     attempts=self.settings.table.conflict_retries,
                 )
-                self.metrics.last_commit.set(time.time())
-        finally:
-            staged.unpersist()
+            finally:
+                if repeated:
+                    rows.unpersist()
+            self.metrics.last_commit.set(time.time())
         self.stats.batches += 1
         self.stats.messages += messages
         self.stats.records_written += good
@@ -131,6 +152,13 @@ class BatchWriter:
             sum(counts.values()),
         )
 
+    def _write_pass(self, batch: DataFrame, flagged: list[tuple[str, int, int, int | None]]) -> DataFrame:
+        """The batch staged without the deferred checks, less the rows they flagged in the counting pass."""
+        staged = batch.transform(parse.stage(self.settings.ingest, deferred=True))
+        if not flagged:
+            return staged
+        return parse.without_flagged(staged, batch.sparkSession.createDataFrame(flagged, parse.FLAGGED_SCHEMA))
+
     def _table_health(self, staged: DataFrame) -> None:
         """Compaction backlog gauges, so an alert fires when the compaction job falls behind."""
         try:
@@ -143,16 +171,14 @@ class BatchWriter:
         self.metrics.uncompacted_delta_commits.set(health.uncompacted_delta_commits)
         self.metrics.oldest_uncompacted_delta_commit.set(health.oldest_uncompacted_delta_commit_seconds or 0)
 
-    def _unique(self, rows: DataFrame, staged: DataFrame, batch_id: int, count: int) -> tuple[DataFrame, int]:
-        """The rows and their count, one copy per key when a batch arrived twice in this micro-batch.
+    def _unique(self, rows: DataFrame, staged: DataFrame, batch_id: int) -> tuple[DataFrame, int]:
+        """One copy per key of ``rows``, and its count, when a batch arrived twice in this micro-batch.
 
-        Hudi's own pre-combine is off (it shuffled every record of every batch); the rare repeat is
-        found on one row per message and only then deduplicated.
+        Hudi's own pre-combine is off (it shuffled every record of every batch); the tally finds the
+        rare repeat on one row per message, and only then does this shuffle the batch by key.
         """
-        repeats = parse.repeated_batches(staged).limit(LOGGED_BAD_ROWS + 1).collect()
-        if not repeats:
-            return rows, count
-        for row in repeats[:LOGGED_BAD_ROWS]:
+        repeats = parse.repeated_batches(staged).orderBy("service", "batch_id").limit(LOGGED_BAD_ROWS).collect()
+        for row in repeats:
             log.warning(
                 "batch %d: LogBatch %s of service %s arrived %d times; keeping the latest copy",
                 batch_id,
@@ -160,28 +186,35 @@ class BatchWriter:
                 row["service"],
                 row["copies"],
             )
-        # Counted apart from the write; the staged batch is cached, so the rare path costs a shuffle.
-        unique = parse.latest_copy_per_key(rows)
+        # Cached: counted here, then written, without staging the batch a third time.
+        unique = parse.latest_copy_per_key(rows).persist(StorageLevel.MEMORY_AND_DISK)
         return unique, unique.count()
 
-    def _quarantine(self, staged: DataFrame, batch_id: int, counts: dict[str, int]) -> None:
-        bad = parse.quarantine_rows(staged)
-        for row in (
-            bad.select("kafka_topic", "kafka_partition", "kafka_offset", "reason").limit(LOGGED_BAD_ROWS).collect()
-        ):
-            log.warning(
-                "quarantined %s[%d] offset %d: %s",
-                row["kafka_topic"],
-                row["kafka_partition"],
-                row["kafka_offset"],
-                row["reason"],
+    def _quarantine(self, staged: DataFrame, batch: DataFrame, batch_id: int, counts: dict[str, int]) -> None:
+        # Bad rows are few: cached (as staged, then with their raw bytes), so that finding each message's
+        # first bad row, logging and writing stage the batch once more and read Kafka's bytes once.
+        flagged = staged.where(F.col("reason_code").isNotNull()).persist(StorageLevel.MEMORY_AND_DISK)
+        bad = parse.quarantine_rows(parse.with_raw_bytes(flagged, batch)).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            for row in (
+                bad.select("kafka_topic", "kafka_partition", "kafka_offset", "reason").limit(LOGGED_BAD_ROWS).collect()
+            ):
+                log.warning(
+                    "quarantined %s[%d] offset %d: %s",
+                    row["kafka_topic"],
+                    row["kafka_partition"],
+                    row["kafka_offset"],
+                    row["reason"],
+                )
+            writer = bad.write.format("hudi").options(**self.quarantine_options).options(**self._commit_meta(batch_id))
+            retry.on_conflict(
+                lambda: writer.mode("append").save(self.quarantine_path),
+                what=f"batch {batch_id} -> {self.quarantine_path}",
+                attempts=self.settings.table.conflict_retries,
             )
-        writer = bad.write.format("hudi").options(**self.quarantine_options).options(**self._commit_meta(batch_id))
-        retry.on_conflict(
-            lambda: writer.mode("append").save(self.quarantine_path),
-            what=f"batch {batch_id} -> {self.quarantine_path}",
-            attempts=self.settings.table.conflict_retries,
-        )
+        finally:
+            bad.unpersist()
+            flagged.unpersist()
         for code, n in counts.items():
             self.stats.quarantined[code] = self.stats.quarantined.get(code, 0) + n
             self.metrics.quarantined.labels(reason_code=code).inc(n)

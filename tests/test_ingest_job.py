@@ -155,6 +155,57 @@ def test_quarantine_holds_every_bad_message_and_good_records_land(
     assert read_hudi_rs(settings.table.effective_quarantine_path).num_rows == 5
 
 
+@pytest.mark.parametrize("flag_limit", [100_000, 1])
+def test_rows_of_the_deferred_checks_never_reach_the_table(
+    spark: Any,
+    kafka_bootstrap: str,
+    topic_factory: Any,
+    settings_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    flag_limit: int,
+) -> None:
+    """Trailing bytes and invalid UTF-8 are checked in the counting pass only; the write pass must still
+    leave their rows out, by coordinates or (past the limit) by checking again."""
+    from ingest import sink
+
+    monkeypatch.setattr(sink, "FLAG_LIMIT", flag_limit)
+    topic = topic_factory(partitions=1)
+    batches = make_batches(6, seed=31, records=(4, 4))
+    batches[1]["records"][2]["message"] = "IN?FO marker-one"
+    batches[1]["records"][3]["message"] = "IN?FO marker-two"
+    batches[2]["host"] = "host-?-marker"
+    payloads = [encode(b) for b in batches]
+    payloads[1] = (
+        payloads[1]
+        .replace(b"IN?FO marker-one", b"IN\xffFO marker-one")
+        .replace(b"?FO marker-two", b"\xfeFO marker-two")
+    )
+    payloads[2] = payloads[2].replace(b"host-?-marker", b"host-\xfe-marker")
+    payloads[3] = payloads[3] + b"\x00\x01"  # trailing bytes
+    send(kafka_bootstrap, topic, payloads, partition=0)
+    settings = settings_factory(topic)
+
+    result = run(settings, once=True)
+
+    expected = expected_rows([batches[0], batches[4], batches[5]])
+    expected.update({k: v for k, v in expected_rows([batches[1]]).items() if v["record_index"] < 2})
+    got = {r["record_key"]: normalize(r) for r in read_hudi_rs(settings.table.path).to_pylist()}
+    assert got == expected
+    assert result.records_written == len(expected)
+    quarantine = {
+        (r["kafka_offset"], r["record_index"]): r
+        for r in spark.read.format("hudi").load(settings.table.effective_quarantine_path).collect()
+    }
+    assert {k: q["reason_code"] for k, q in quarantine.items()} == {
+        (1, 2): "invalid_utf8",
+        (1, 3): "invalid_utf8",
+        (2, None): "invalid_utf8",
+        (3, None): "avro_trailing_bytes",
+    }
+    assert bytes(quarantine[(1, 2)]["raw_value"]) == payloads[1] and quarantine[(1, 3)]["raw_value"] is None
+    assert result.quarantined_by_reason == {"invalid_utf8": 3, "avro_trailing_bytes": 1}
+
+
 def test_metrics_endpoint_serves_ingest_metrics() -> None:
     from loglake import metrics as prom
 

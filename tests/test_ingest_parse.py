@@ -22,8 +22,10 @@ def kafka_df(spark: Any, payloads: list[bytes | None], topic: str = "logs", part
 
 
 def stage(spark: Any, payloads: list[bytes | None], **settings: Any) -> list[dict[str, Any]]:
-    df = kafka_df(spark, payloads).transform(parse.stage(IngestSettings(**settings)))
-    return [r.asDict(recursive=True) for r in df.collect()]
+    kafka = kafka_df(spark, payloads)
+    df = kafka.transform(parse.stage(IngestSettings(**settings)))
+    bad = parse.with_raw_bytes(df.where(df.reason_code.isNotNull()), kafka)
+    return [r.asDict(recursive=True) for r in df.where(df.reason_code.isNull()).unionByName(bad).collect()]
 
 
 def good(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
