@@ -106,7 +106,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def produce() -> None:
         from confluent_kafka import Producer
 
-        producer = Producer({**PRODUCER_CONFIG, "bootstrap.servers": bootstrap})
+        # Every delivery reports back here: its Kafka timestamp is where the latency starts.
+        producer = Producer({**PRODUCER_CONFIG, "delivery.report.only.error": False, "bootstrap.servers": bootstrap})
         rng = random.Random(11)
 
         def delivered(err: Any, msg: Any, batch_id: str) -> None:
@@ -137,6 +138,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     written: dict[str, str] = {}
     try:
         producer.join()
+        if not sent:
+            raise RuntimeError("no message was delivered to Kafka")
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline:
             if stream.poll() is not None:

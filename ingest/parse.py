@@ -463,31 +463,32 @@ def first_row_of_message() -> Column:
     return index.isNull() | (index == 0)
 
 
-def tally(staged: DataFrame, flag_limit: int) -> DataFrame:
+def tally(staged: DataFrame, limit: int) -> DataFrame:
     """One aggregation over ``staged`` that serves the writer's counts and its repeat check.
 
     Rows per (``reason_code``, ``kafka_topic``, ``kafka_partition``) with ``grouping`` 0: ``rows``,
     ``messages`` and ``first_offset``; one more row with ``grouping`` 1 over the whole batch, where
     ``batches`` (record-0 rows) exceeds ``distinct_batches`` exactly when some LogBatch arrived twice.
     Both in one job: the exact distinct count costs about a tenth of the pass that computes it anyway.
-    ``flagged`` lists up to ``flag_limit`` + 1 (offset, record_index) of rows with a deferred reason,
-    which the write pass leaves out instead of checking again (more than the limit: it checks again).
+    ``bad_rows`` lists up to ``limit`` + 1 (offset, record_index) of the group's rows when its reason
+    is not null: the write pass leaves out those of a deferred reason instead of checking them again,
+    and the quarantine stages only the messages they name (past the limit, both do the full work).
     """
-    flags = staged.select("*", F.col("reason_code").isin(*DEFERRED_REASONS).alias("_deferred"))
+    flags = staged.select("*", first_row_of_message().alias("_first"))
     return staged.sparkSession.sql(
         """
         SELECT reason_code, kafka_topic, kafka_partition, grouping_id() AS grouping,
                count(1) AS rows,
-               count_if(record_index IS NULL OR record_index = 0) AS messages,
+               count_if(_first) AS messages,
                min(kafka_offset) AS first_offset,
                count_if(record_index = 0) AS batches,
                count(DISTINCT CASE WHEN record_index = 0 THEN struct(service, batch_id) END) AS distinct_batches,
-               slice(collect_list(CASE WHEN _deferred THEN struct(kafka_offset, record_index) END), 1, :keep)
-                 AS flagged
+               slice(collect_list(CASE WHEN reason_code IS NOT NULL THEN struct(kafka_offset, record_index) END),
+                     1, :keep) AS bad_rows
         FROM {staged}
         GROUP BY GROUPING SETS ((reason_code, kafka_topic, kafka_partition), ())
         """,
-        args={"keep": flag_limit + 1},
+        args={"keep": limit + 1},
         staged=flags,
     )
 
@@ -566,6 +567,19 @@ def stage(settings: IngestSettings, deferred: bool = False) -> Callable[[DataFra
 
 
 FLAGGED_SCHEMA = "kafka_topic string, kafka_partition int, kafka_offset long, record_index int"
+
+
+def of_messages(batch: DataFrame, coordinates: DataFrame) -> DataFrame:
+    """The Kafka ``batch`` rows at ``coordinates`` (kafka_topic, kafka_partition, kafka_offset).
+
+    A broadcast semi-join: the quarantine stages only the messages the counting pass found bad.
+    """
+    on = [
+        batch["topic"] == coordinates["kafka_topic"],
+        batch["partition"] == coordinates["kafka_partition"],
+        batch["offset"] == coordinates["kafka_offset"],
+    ]
+    return batch.join(F.broadcast(coordinates), reduce(operator.and_, on), "left_semi")
 
 
 def without_flagged(rows: DataFrame, flagged: DataFrame) -> DataFrame:

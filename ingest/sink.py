@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 
 # How many quarantined rows per batch are named in the log (all are in the quarantine table).
 LOGGED_BAD_ROWS = 5
-# Up to this many rows flagged by the deferred checks, the write pass leaves them out by coordinates
-# (a broadcast of ~40 bytes a row); past it, a batch that bad runs every check again instead.
+# Up to this many bad rows, the counting pass lists their Kafka coordinates (~40 bytes a row): the
+# write pass leaves out those of the deferred checks without checking again, and the quarantine
+# stages only the bad messages. Past it, a batch that bad does the full work in both.
 FLAG_LIMIT = 100_000
 
 
@@ -93,12 +94,17 @@ class BatchWriter:
         repeated = False
         first: dict[tuple[str, int], int] = {}
         flagged: list[tuple[str, int, int, int | None]] = []
+        bad_messages: set[tuple[str, int, int]] = set()
+        listed = 0
         for row in parse.tally(staged, FLAG_LIMIT).collect():
             if row["grouping"]:
                 repeated = row["batches"] > row["distinct_batches"]
                 continue
             topic, partition = row["kafka_topic"], row["kafka_partition"]
-            flagged += [(topic, partition, f["kafka_offset"], f["record_index"]) for f in row["flagged"]]
+            listed += len(row["bad_rows"])
+            bad_messages.update((topic, partition, b["kafka_offset"]) for b in row["bad_rows"])
+            if row["reason_code"] in parse.DEFERRED_REASONS:
+                flagged += [(topic, partition, b["kafka_offset"], b["record_index"]) for b in row["bad_rows"]]
             if row["reason_code"] is None:
                 good += row["rows"]
             else:
@@ -110,10 +116,18 @@ class BatchWriter:
         # Only the listener's next progress event needs it; keep the map from growing with the run.
         for old in [b for b in self.stats.first_offsets if b < batch_id - 10]:
             del self.stats.first_offsets[old]
+        listed_all = listed <= FLAG_LIMIT
         if counts:
-            self._quarantine(staged, batch, batch_id, counts)
+            source = batch
+            if listed_all:
+                # Only the bad messages are staged again, not the whole batch.
+                source = parse.of_messages(batch, self._coordinates(batch, sorted(bad_messages)))
+                staged_bad = source.transform(parse.stage(self.settings.ingest))
+            else:
+                staged_bad = staged
+            self._quarantine(staged_bad, source, batch_id, counts)
         if good:
-            rows = parse.log_rows(self._write_pass(batch, flagged) if len(flagged) <= FLAG_LIMIT else staged)
+            rows = parse.log_rows(self._write_pass(batch, flagged) if listed_all else staged)
             if repeated:
                 rows, good = self._unique(rows, staged, batch_id)
             writer = (
@@ -159,6 +173,12 @@ class BatchWriter:
             return staged
         return parse.without_flagged(staged, batch.sparkSession.createDataFrame(flagged, parse.FLAGGED_SCHEMA))
 
+    @staticmethod
+    def _coordinates(batch: DataFrame, messages: list[tuple[str, int, int]]) -> DataFrame:
+        return batch.sparkSession.createDataFrame(
+            messages, "kafka_topic string, kafka_partition int, kafka_offset long"
+        )
+
     def _table_health(self, staged: DataFrame) -> None:
         """Compaction backlog gauges, so an alert fires when the compaction job falls behind."""
         try:
@@ -192,9 +212,15 @@ class BatchWriter:
 
     def _quarantine(self, staged: DataFrame, batch: DataFrame, batch_id: int, counts: dict[str, int]) -> None:
         # Bad rows are few: cached (as staged, then with their raw bytes), so that finding each message's
-        # first bad row, logging and writing stage the batch once more and read Kafka's bytes once.
-        flagged = staged.where(F.col("reason_code").isNotNull()).persist(StorageLevel.MEMORY_AND_DISK)
-        bad = parse.quarantine_rows(parse.with_raw_bytes(flagged, batch)).persist(StorageLevel.MEMORY_AND_DISK)
+        # first bad row, logging and writing stage the bad messages once and read their bytes once.
+        bad_staged = staged.where(F.col("reason_code").isNotNull()).persist(StorageLevel.MEMORY_AND_DISK)
+        # Few rows after a join's 200 shuffle partitions: one task per core, not a Hudi task per partition.
+        parallelism = batch.sparkSession.sparkContext.defaultParallelism
+        bad = (
+            parse.quarantine_rows(parse.with_raw_bytes(bad_staged, batch))
+            .coalesce(parallelism)
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
         try:
             for row in (
                 bad.select("kafka_topic", "kafka_partition", "kafka_offset", "reason").limit(LOGGED_BAD_ROWS).collect()
@@ -214,7 +240,7 @@ class BatchWriter:
             )
         finally:
             bad.unpersist()
-            flagged.unpersist()
+            bad_staged.unpersist()
         for code, n in counts.items():
             self.stats.quarantined[code] = self.stats.quarantined.get(code, 0) + n
             self.metrics.quarantined.labels(reason_code=code).inc(n)

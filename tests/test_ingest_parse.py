@@ -264,3 +264,34 @@ def test_raw_bytes_ride_on_the_first_bad_record_only(spark: Any) -> None:
     ]
     assert [q["raw_value"] for q in quarantined[1:]] == [None, None]
     assert all(q["record_json"] for q in quarantined)
+
+
+def test_tally_counts_reasons_and_finds_a_batch_repeated_across_partitions(spark: Any) -> None:
+    batches = make_batches(3, seed=41, records=(3, 3))
+    batches[1]["records"][0]["ts"] = -1
+    trailing = encode(batches[2]) + b"\x00\x01"
+    kafka = kafka_df(spark, [encode(batches[0]), encode(batches[1]), trailing], partition=0).unionByName(
+        kafka_df(spark, [encode(batches[0])], partition=1)  # the same LogBatch again, elsewhere
+    )
+    rows = parse.tally(kafka.transform(parse.stage(IngestSettings())), limit=10).collect()
+    [whole] = [r for r in rows if r["grouping"]]
+    assert (whole["batches"], whole["distinct_batches"]) == (3, 2)
+    by_group = {(r["reason_code"], r["kafka_partition"]): r for r in rows if not r["grouping"]}
+    assert {k: (r["rows"], r["messages"]) for k, r in by_group.items()} == {
+        (None, 0): (5, 1),  # batch 1 is counted as a message where its record 0 is: bad_ts
+        (None, 1): (3, 1),
+        ("bad_ts", 0): (1, 1),
+        ("avro_trailing_bytes", 0): (1, 1),
+    }
+    assert [(f["kafka_offset"], f["record_index"]) for f in by_group[("avro_trailing_bytes", 0)]["bad_rows"]] == [
+        (2, None)
+    ]
+    assert [(f["kafka_offset"], f["record_index"]) for f in by_group[("bad_ts", 0)]["bad_rows"]] == [(1, 0)]
+    assert by_group[(None, 0)]["bad_rows"] == by_group[(None, 1)]["bad_rows"] == []
+
+
+def test_tally_finds_no_repeat_among_distinct_batches(spark: Any) -> None:
+    batches = make_batches(4, seed=42)
+    rows = parse.tally(kafka_df(spark, [encode(b) for b in batches]).transform(parse.stage(IngestSettings())), 10)
+    [whole] = [r for r in rows.collect() if r["grouping"]]
+    assert whole["batches"] == whole["distinct_batches"] == 4
