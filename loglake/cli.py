@@ -387,6 +387,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # py4j logs every callback at INFO; our own INFO lines are the useful ones.
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    # A failing foreachBatch call is logged by Py4J's callback server as a full traceback, then comes
+    # back through the stream as the failure this CLI states in one line; when the driver JVM died
+    # mid-write the traceback even landed after that line. -v keeps it.
+    logging.getLogger("py4j.clientserver").setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
