@@ -270,7 +270,7 @@ def ingest_options(settings: Settings) -> dict[str, str]:
             "hoodie.datasource.write.operation": "upsert",
             # Hudi caches its input serialized so that its two passes (workload profile, write) build
             # the records once. The writer's input is staged from Kafka's rows, which costs less to
-            # redo than to serialize and read back: 8 s instead of 21 s of a 1.6M-record batch on 2 cores.
+            # redo than to serialize and read back: 13 s instead of 21 s of a 1.6M-record batch on 2 cores.
             "hoodie.write.tagged.record.storage.level": "NONE",
         }
     )
