@@ -63,6 +63,11 @@ REASON_INVALID_UTF8 = "invalid_utf8"
 # its write pass skips them ("deferred") and leaves out the rows they flagged by Kafka coordinates.
 DEFERRED_REASONS = (REASON_TRAILING, REASON_INVALID_UTF8)
 
+# Where a message sits in Kafka: what the writer's passes use to name messages and rows to each other.
+COORDINATES = ("kafka_topic", "kafka_partition", "kafka_offset")
+MESSAGES_SCHEMA = "kafka_topic string, kafka_partition int, kafka_offset long"
+FLAGGED_SCHEMA = f"{MESSAGES_SCHEMA}, record_index int"
+
 _BATCH_STRINGS = ("batch_id", "service", "host", "region")
 _RECORD_STRINGS = ("level", "user_id", "email", "client_ip", "event", "message")
 
@@ -403,13 +408,11 @@ def flatten(ingested_at: Column | None = None, deferred: bool = False) -> Callab
         ).where(F.col("_m_code").isNotNull() | F.col("pos").isNotNull())
         r, index = F.col("col"), F.col("pos")
         whole = F.col("_m_code").isNotNull()
-        checks = _record_failures(r, index, deferred)
-        rec_code, _ = _first_reason(*checks)
+        rec_code, rec_text = _first_reason(*_record_failures(r, index, deferred))
         # Pinned (:func:`once`): the filters downstream would otherwise run every check a second time.
         coded = once(exploded, F.when(whole, F.col("_m_code")).otherwise(rec_code), "reason_code")
         code = F.col("reason_code")
         good = code.isNull()
-        _, rec_text = _first_reason(*checks)
         return coded.select(
             *kafka,
             F.col("_raw").alias("raw_value"),
@@ -435,7 +438,7 @@ def with_raw_bytes(bad: DataFrame, messages: DataFrame) -> DataFrame:
     ``messages`` is the Kafka batch the rows came from (``raw_value`` or Kafka's own ``value``). Runs
     on bad rows only: a join on Kafka coordinates with the few messages that have a bad record.
     """
-    coords = ["kafka_topic", "kafka_partition", "kafka_offset"]
+    coords = list(COORDINATES)
     if "value" in messages.columns:
         messages = _kafka_columns(messages)
     first = bad.where(F.col("record_index").isNotNull()).groupBy(*coords).agg(F.min("record_index").alias("_first_bad"))
@@ -566,19 +569,13 @@ def stage(settings: IngestSettings, deferred: bool = False) -> Callable[[DataFra
     return transform
 
 
-FLAGGED_SCHEMA = "kafka_topic string, kafka_partition int, kafka_offset long, record_index int"
-
-
 def of_messages(batch: DataFrame, coordinates: DataFrame) -> DataFrame:
     """The Kafka ``batch`` rows at ``coordinates`` (kafka_topic, kafka_partition, kafka_offset).
 
     A broadcast semi-join: the quarantine stages only the messages the counting pass found bad.
     """
-    on = [
-        batch["topic"] == coordinates["kafka_topic"],
-        batch["partition"] == coordinates["kafka_partition"],
-        batch["offset"] == coordinates["kafka_offset"],
-    ]
+    # Kafka's own column names on the batch side.
+    on = [batch[c.removeprefix("kafka_")] == coordinates[c] for c in COORDINATES]
     return batch.join(F.broadcast(coordinates), reduce(operator.and_, on), "left_semi")
 
 
@@ -590,7 +587,7 @@ def without_flagged(rows: DataFrame, flagged: DataFrame) -> DataFrame:
     """
     f = F.broadcast(flagged.alias("_f"))
     r = rows.alias("_r")
-    on = [F.col(f"_r.{c}") == F.col(f"_f.{c}") for c in ("kafka_topic", "kafka_partition", "kafka_offset")]
+    on = [F.col(f"_r.{c}") == F.col(f"_f.{c}") for c in COORDINATES]
     whole_or_same = F.col("_f.record_index").isNull() | (F.col("_f.record_index") == F.col("_r.record_index"))
     return r.join(f, reduce(operator.and_, on) & whole_or_same, "left_anti").select(
         *(F.col(f"_r.{c}") for c in rows.columns)

@@ -110,8 +110,7 @@ class BatchWriter:
             else:
                 counts[row["reason_code"]] = counts.get(row["reason_code"], 0) + row["rows"]
             messages += row["messages"]
-            key = (row["kafka_topic"], row["kafka_partition"])
-            first[key] = min(first.get(key, row["first_offset"]), row["first_offset"])
+            first[(topic, partition)] = min(first.get((topic, partition), row["first_offset"]), row["first_offset"])
         self.stats.first_offsets[batch_id] = first
         # Only the listener's next progress event needs it; keep the map from growing with the run.
         for old in [b for b in self.stats.first_offsets if b < batch_id - 10]:
@@ -121,7 +120,8 @@ class BatchWriter:
             source = batch
             if listed_all:
                 # Only the bad messages are staged again, not the whole batch.
-                source = parse.of_messages(batch, self._coordinates(batch, sorted(bad_messages)))
+                listed_messages = batch.sparkSession.createDataFrame(sorted(bad_messages), parse.MESSAGES_SCHEMA)
+                source = parse.of_messages(batch, listed_messages)
                 staged_bad = source.transform(parse.stage(self.settings.ingest))
             else:
                 staged_bad = staged
@@ -172,12 +172,6 @@ class BatchWriter:
         if not flagged:
             return staged
         return parse.without_flagged(staged, batch.sparkSession.createDataFrame(flagged, parse.FLAGGED_SCHEMA))
-
-    @staticmethod
-    def _coordinates(batch: DataFrame, messages: list[tuple[str, int, int]]) -> DataFrame:
-        return batch.sparkSession.createDataFrame(
-            messages, "kafka_topic string, kafka_partition int, kafka_offset long"
-        )
 
     def _table_health(self, staged: DataFrame) -> None:
         """Compaction backlog gauges, so an alert fires when the compaction job falls behind."""

@@ -20,6 +20,14 @@ from loglake.table import LOG_COLUMNS
 pytestmark = pytest.mark.integration
 
 
+def quarantine_by_coordinates(spark: Any, settings: Any) -> dict[tuple[int, int | None], Any]:
+    """The quarantine table's rows by (Kafka offset, record index), read with Spark."""
+    return {
+        (r["kafka_offset"], r["record_index"]): r
+        for r in spark.read.format("hudi").load(settings.table.effective_quarantine_path).collect()
+    }
+
+
 def timeline(path: str) -> list[str]:
     return sorted(p.name for p in (Path(path) / ".hoodie" / "timeline").iterdir() if not p.name.startswith("."))
 
@@ -140,10 +148,7 @@ def test_quarantine_holds_every_bad_message_and_good_records_land(
     assert got == expected
     assert result.records_written == len(expected)
 
-    quarantine = {
-        (r["kafka_offset"], r["record_index"]): r
-        for r in spark.read.format("hudi").load(settings.table.effective_quarantine_path).collect()
-    }
+    quarantine = quarantine_by_coordinates(spark, settings)
     assert set(quarantine) == {(3, 1), (4, None), (5, None), (6, None), (7, None)}
     assert quarantine[(3, 1)]["reason_code"] == "bad_ts"
     assert quarantine[(7, None)]["reason_code"] == "too_large"
@@ -192,10 +197,7 @@ def test_rows_of_the_deferred_checks_never_reach_the_table(
     got = {r["record_key"]: normalize(r) for r in read_hudi_rs(settings.table.path).to_pylist()}
     assert got == expected
     assert result.records_written == len(expected)
-    quarantine = {
-        (r["kafka_offset"], r["record_index"]): r
-        for r in spark.read.format("hudi").load(settings.table.effective_quarantine_path).collect()
-    }
+    quarantine = quarantine_by_coordinates(spark, settings)
     assert {k: q["reason_code"] for k, q in quarantine.items()} == {
         (1, 2): "invalid_utf8",
         (1, 3): "invalid_utf8",
