@@ -91,10 +91,11 @@ def utc_date(epoch_millis: Column) -> Column:
     """UTC calendar date of an epoch-millis column as ``yyyy-MM-dd``.
 
     Computed by integer division, not ``to_date``: the result must not depend on the session time
-    zone of whichever cluster writes.
+    zone of whichever cluster writes. A date cast to string is ``yyyy-MM-dd`` for years 1000-9999 and
+    costs less than ``date_format``, which formats through a timestamp (1.5% of the ingest's CPU).
     """
     days = F.floor(epoch_millis / F.lit(MS_PER_DAY)).cast("int")
-    return F.date_format(F.date_add(F.lit("1970-01-01").cast("date"), days), "yyyy-MM-dd")
+    return F.date_add(F.lit("1970-01-01").cast("date"), days).cast("string")
 
 
 def _base_options(*, name: str, key: str, partition: str) -> dict[str, str]:
@@ -272,6 +273,12 @@ def ingest_options(settings: Settings) -> dict[str, str]:
             # the records once. The writer's input is staged from Kafka's rows, which costs less to
             # redo than to serialize and read back: 13 s instead of 21 s of a 1.6M-record batch on 2 cores.
             "hoodie.write.tagged.record.storage.level": "NONE",
+            # What the stream writes (a file group's first base file, then Parquet log blocks) lives
+            # until the next compaction of its file group rewrites it; those base files keep Parquet's
+            # dictionary encoding (the compaction job does not set this). Dictionary-encoding the
+            # stream's files looked up every string value in a hash map: a quarter of the write's CPU
+            # (1.6M records: 63 s -> 49 s of task time) for files 20% smaller.
+            "hoodie.parquet.dictionary.enabled": "false",
         }
     )
     opts.update(hudi_metrics_options(settings, "ingest"))

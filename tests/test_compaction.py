@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from builders import encode, expected_rows, make_batches, normalize, read_hudi_rs, send
 from prometheus_client.parser import text_string_to_metric_families
@@ -167,6 +168,22 @@ def test_compaction_catches_up_beside_a_live_stream_and_changes_no_row(
     stats = spark.read.format("hudi").load(f"{table}/.hoodie/metadata").where("type = 3")
     indexed = {r[0] for r in stats.select("ColumnStatsMetadata.columnName").distinct().collect()}
     assert indexed and not indexed & {"user_id", "email", "client_ip", "message", "attributes"}, indexed
+
+    # The stream writes its files without dictionary encoding (a file group's first base file, then log
+    # blocks); the base files compaction writes keep it: smaller, and readers filter row groups by it.
+    # Parquet itself falls back to plain encoding where a dictionary would not pay (a handful of rows),
+    # so only compacted files of some size are held to it.
+    compactions = {n.split("_")[0] for n in _timeline_files(Path(table)) if n.endswith(".commit")}
+    encodings: dict[bool, list[set[str]]] = {True: [], False: []}
+    for f in Path(table).rglob("*.parquet"):
+        meta = pq.ParquetFile(f).metadata
+        if ".hoodie" in f.parts or meta.num_rows < 50:
+            continue
+        level = next(c for c in map(meta.row_group(0).column, range(meta.num_columns)) if c.path_in_schema == "level")
+        encodings[f.stem.rsplit("_", 1)[1] in compactions].append(set(level.encodings))
+    dictionary = {"PLAIN_DICTIONARY", "RLE_DICTIONARY"}
+    assert encodings[True] and all(dictionary & e for e in encodings[True]), encodings
+    assert not any(dictionary & e for e in encodings[False]), encodings
 
 
 def _kill_when_inflight(proc: subprocess.Popen[bytes], table: Path, timeout: float = 300) -> str:

@@ -83,3 +83,13 @@ def test_every_table_locks_through_the_configured_lock_service() -> None:
     for opts in (ingest_options(settings), quarantine_options(settings)):
         indexed = opts["hoodie.metadata.index.column.stats.column.list"].split(",")
         assert not {"user_id", "email", "client_ip", "raw_value", "record_json", "message"} & set(indexed)
+
+
+def test_only_the_streams_log_blocks_skip_dictionary_encoding() -> None:
+    s = load_settings(overrides={"table.path": "/t"})
+    assert table.ingest_options(s)["hoodie.parquet.dictionary.enabled"] == "false"
+    # Compaction and clustering write the base files that stay: Parquet's dictionary default holds there.
+    assert "hoodie.parquet.dictionary.enabled" not in table.service_options(s)
+    assert "hoodie.parquet.dictionary.enabled" not in table.delete_options(s)
+    chosen = load_settings(overrides={"table.path": "/t"}, assignments=["hoodie.parquet.dictionary.enabled=true"])
+    assert table.ingest_options(chosen)["hoodie.parquet.dictionary.enabled"] == "true"
