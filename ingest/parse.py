@@ -497,10 +497,10 @@ def tally(staged: DataFrame, limit: int) -> DataFrame:
             GROUP BY 1, 2, 3, 4, 5
         )
         SELECT reason_code, kafka_topic, kafka_partition, grouping_id() AS grouping,
-               coalesce(sum(rows), 0) AS rows,
-               coalesce(sum(messages), 0) AS messages,
+               sum(rows) AS rows,
+               sum(messages) AS messages,
                min(first_offset) AS first_offset,
-               coalesce(sum(batches), 0) AS batches,
+               sum(batches) AS batches,
                count(DISTINCT identity) AS distinct_batches,
                slice(collect_list(bad), 1, :keep) AS bad_rows
         FROM folded
@@ -552,7 +552,7 @@ def quarantine_rows(staged: DataFrame, quarantined_at: Column | None = None) -> 
     return (
         staged.where(F.col("reason_code").isNotNull())
         .select(
-            F.concat_ws(":", "kafka_topic", "kafka_partition", "kafka_offset", index).alias(QUARANTINE_KEY),
+            F.concat_ws(":", *COORDINATES, index).alias(QUARANTINE_KEY),
             "reason_code",
             "reason",
             "kafka_topic",

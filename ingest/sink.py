@@ -216,9 +216,7 @@ class BatchWriter:
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
         try:
-            for row in (
-                bad.select("kafka_topic", "kafka_partition", "kafka_offset", "reason").limit(LOGGED_BAD_ROWS).collect()
-            ):
+            for row in bad.select(*parse.COORDINATES, "reason").limit(LOGGED_BAD_ROWS).collect():
                 log.warning(
                     "quarantined %s[%d] offset %d: %s",
                     row["kafka_topic"],

@@ -85,7 +85,7 @@ def test_every_table_locks_through_the_configured_lock_service() -> None:
         assert not {"user_id", "email", "client_ip", "raw_value", "record_json", "message"} & set(indexed)
 
 
-def test_only_the_streams_log_blocks_skip_dictionary_encoding() -> None:
+def test_only_the_streams_files_skip_dictionary_encoding() -> None:
     s = load_settings(overrides={"table.path": "/t"})
     assert table.ingest_options(s)["hoodie.parquet.dictionary.enabled"] == "false"
     # Compaction and clustering write the base files that stay: Parquet's dictionary default holds there.
