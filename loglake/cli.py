@@ -73,6 +73,21 @@ def _cmd_kafka_stop(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_registry_start(args: argparse.Namespace) -> int:
+    from loglake import registry_server
+
+    print(registry_server.start(port=args.port, data_dir=args.data))
+    return EXIT_OK
+
+
+def _cmd_registry_stop(args: argparse.Namespace) -> int:
+    from loglake import registry_server
+
+    stopped = registry_server.stop(data_dir=args.data)
+    print("stopped" if stopped else "no schema registry running for that data folder")
+    return EXIT_OK
+
+
 def _cmd_produce(args: argparse.Namespace) -> int:
     from ingest.produce import produce
 
@@ -275,7 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("setup", help="resolve and cache the Spark/Hudi and Kafka jars from Maven Central")
+    p = sub.add_parser(
+        "setup",
+        help="resolve and cache the Spark/Hudi and Kafka jars from Maven Central "
+        "(not the schema registry: the first `loglake registry start` fetches it, 158 MB)",
+    )
     p.set_defaults(handler=_cmd_setup)
 
     kafka = sub.add_parser("kafka", help="a local single-node KRaft Kafka broker")
@@ -287,6 +306,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = ksub.add_parser("stop", help="stop the broker of a data folder")
     p.add_argument("--data", type=Path, default=None)
     p.set_defaults(handler=_cmd_kafka_stop)
+
+    registry = sub.add_parser(
+        "registry", help="a local schema registry (Apicurio, Confluent-compatible API; needs Java 21+)"
+    )
+    rsub = registry.add_subparsers(dest="registry_command", required=True)
+    p = rsub.add_parser(
+        "start", help="start a schema registry and print its URL (the first start fetches it from Maven, 158 MB)"
+    )
+    p.add_argument("--port", type=int, default=8081)
+    p.add_argument("--data", type=Path, default=None, help="data folder (default $LOGLAKE_HOME/registry)")
+    p.set_defaults(handler=_cmd_registry_start)
+    p = rsub.add_parser("stop", help="stop the schema registry of a data folder")
+    p.add_argument("--data", type=Path, default=None)
+    p.set_defaults(handler=_cmd_registry_stop)
 
     p = sub.add_parser("produce", help="send synthetic log batches (realistic users, emails, IPs)")
     p.add_argument("--bootstrap-servers", required=True)

@@ -17,6 +17,10 @@ class BrokerError(LoglakeError):
     """The local Kafka broker could not be started, stopped or reached."""
 
 
+class RegistryError(LoglakeError):
+    """The local schema registry could not be started, stopped or reached, or it refused a schema."""
+
+
 class SourceUnavailableError(LoglakeError):
     """The Kafka bootstrap servers do not answer or the topic does not exist."""
 

@@ -4,14 +4,20 @@ Spark's own ``spark.jars.packages`` resolves through Ivy at every session start 
 and it wants the network to re-check metadata). We resolve the same coordinates once with Maven
 into a versioned folder under the loglake home and hand Spark plain ``spark.jars``; a later run
 needs no network. On EMR the same coordinates can go to ``spark.jars.packages`` instead.
+
+Whole applications published as archives (the Apicurio schema registry) are fetched the same way
+and unpacked into a versioned folder of their own (:func:`resolve_archive`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +31,12 @@ SCALA_BINARY = "2.12"
 HUDI_VERSION = "1.0.2"
 KAFKA_VERSION = "3.9.1"
 MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
+# The local schema registry (loglake.registry_server). Apicurio publishes it as a Quarkus application
+# archive (quarkus-run.jar, lib/, app/, quarkus/ at the top, 158 MB); 3.x needs Java 21.
+APICURIO_VERSION = "3.3.3"
+APICURIO_REGISTRY = f"io.apicurio:apicurio-registry-app:{APICURIO_VERSION}:tar.gz:all"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -112,6 +124,13 @@ def _pyspark_artifacts() -> set[str]:
     return {_artifact_name(p.name) for p in jars_dir.glob("*.jar")}
 
 
+def _mvn() -> str:
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise SetupError("Maven (mvn) is not on PATH; it is needed once to fetch the jars: run `make setup`")
+    return mvn
+
+
 def resolve(jar_set: JarSet) -> list[Path]:
     """Return the jars of ``jar_set``, resolving them with Maven the first time.
 
@@ -122,9 +141,7 @@ def resolve(jar_set: JarSet) -> list[Path]:
     marker = target / ".complete"
     if marker.exists():
         return sorted(target.glob("*.jar"))
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise SetupError("Maven (mvn) is not on PATH; it is needed once to fetch the jars: run `make setup`")
+    mvn = _mvn()
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         work = Path(tmp)
@@ -158,3 +175,74 @@ def resolve(jar_set: JarSet) -> list[Path]:
             shutil.rmtree(target)
         out.rename(target)
     return sorted(target.glob("*.jar"))
+
+
+def _maven_failure(output: str) -> str:
+    """The lines of Maven's output that say what failed (its last lines are advice about -e and -X)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).rstrip() for line in output.strip().splitlines()]
+    errors: list[str] = []
+    for line in lines:
+        if line == "[ERROR]" and errors:
+            break
+        if line.startswith("[ERROR] "):
+            errors.append(line)
+    return "\n".join(errors or lines[-5:])
+
+
+def resolve_archive(coordinate: str, name: str) -> Path:
+    """Return ``$LOGLAKE_HOME/<name>``, the unpacked tar.gz at ``coordinate``, fetching it the first time.
+
+    The archive is fetched with Maven (so ``~/.m2`` and any mirror settings apply) and unpacked in a
+    temporary folder that is renamed into place with its ``.complete`` marker: an interrupted
+    download or unpack never looks complete, and the next call starts over.
+
+    Args:
+        coordinate: ``group:artifact:version:tar.gz[:classifier]``.
+        name: Folder name under the loglake home; put the version in it.
+
+    Raises:
+        SetupError: Maven is missing, could not fetch the artifact, or the archive does not unpack.
+    """
+    target = loglake_home() / name
+    if (target / ".complete").exists():
+        return target
+    mvn = _mvn()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("fetching %s with Maven into %s (once; later starts need no network)", coordinate, target)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}-") as tmp:
+        work = Path(tmp)
+        download = work / "download"
+        proc = subprocess.run(
+            [
+                mvn,
+                "-B",
+                "-q",
+                f"{MAVEN_DEPENDENCY_PLUGIN}:copy",
+                f"-Dartifact={coordinate}",
+                f"-DoutputDirectory={download}",
+            ],
+            # No pom.xml here: Maven must not pick up a project from the caller's folder.
+            cwd=work,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise SetupError(f"Maven could not fetch {coordinate}:\n{_maven_failure(proc.stdout + proc.stderr)}")
+        archives = sorted(download.glob("*.tar.gz"))
+        if len(archives) != 1:
+            raise SetupError(f"Maven fetched {coordinate} but left no single .tar.gz in {download}")
+        out = work / "out"
+        try:
+            with tarfile.open(archives[0]) as tar:
+                # The "data" filter refuses absolute paths, links out of the folder and device files.
+                tar.extractall(out, filter="data")
+        except (tarfile.TarError, OSError) as exc:
+            raise SetupError(f"could not unpack {archives[0].name} ({coordinate}): {exc}") from exc
+        (out / ".complete").write_text(coordinate + "\n")
+        if (target / ".complete").exists():
+            return target  # another process unpacked it meanwhile; it may already be running from it
+        if target.exists():
+            shutil.rmtree(target)
+        out.rename(target)
+    return target

