@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from loglake.errors import KafkaDataLossError, StorageFullError, StreamFailedError
+from loglake.errors import KafkaDataLossError, SchemaRegistryUnavailableError, StorageFullError, StreamFailedError
 from loglake.jvm_errors import chain_text, deepest_error, jvm_gone
 from loglake.settings import Settings
 
@@ -27,6 +27,8 @@ _AVAILABLE_RANGE = re.compile(r"available offset range is \[(-?\d+), ?(-?\d+)\]"
 _DATA_LOST = "Some data may have been lost because they are not available in Kafka any more"
 _NO_SPACE = ("No space left on device", "Disk quota exceeded")
 _READ_ONLY = ("Read-only file system", "Permission denied", "AccessDeniedException")
+# Raised by the batch writer itself; its message already names the URL and the settings.
+_REGISTRY_DOWN = re.compile(r"SchemaRegistryUnavailableError: (.+)")
 _PATH = re.compile(r"(?:file:)?(/[^\s'\"()\[\],:]+)")
 
 
@@ -123,6 +125,8 @@ def explain(
             "the stream resumes from its checkpoint on restart"
         )
     text = chain_text(exc, jvm)
+    if registry := _REGISTRY_DOWN.search(text):
+        return SchemaRegistryUnavailableError(registry.group(1).strip())
     if (loss := _data_loss(text, earliest)) is not None:
         return loss
     if (line := _line_with(text, _NO_SPACE)) is not None:

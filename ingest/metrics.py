@@ -97,3 +97,17 @@ class IngestMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.schema_registry_up = Gauge(
+            "loglake_ingest_schema_registry_up",
+            "1 when the schema registry answered the last lookup, 0 while a batch waits for it to answer. "
+            "Looked up only for schema ids this run has not met.",
+            registry=r,
+        )
+        self.schema_registry_errors = Counter(
+            "loglake_ingest_schema_registry_errors_total",
+            "Schema lookups the registry did not answer (refused, timed out, HTTP 5xx); each is retried.",
+            registry=r,
+        )
+        self.schema_ids = Gauge(
+            "loglake_ingest_schema_ids", "Writer schema ids this run decodes into the table.", registry=r
+        )

@@ -22,14 +22,13 @@ import json
 import operator
 from collections.abc import Callable
 from functools import reduce
-from typing import Any
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.avro.functions import from_avro, to_avro
 
-from ingest.schema import avro_schema_json
+from ingest.schema import BATCH_TIME_FIELD, RECORDS_FIELD, Decoding, reader_schema
 from loglake.settings import IngestSettings
 from loglake.table import (
     LOG_COLUMNS,
@@ -57,6 +56,11 @@ REASON_BAD_TS = "bad_ts"
 REASON_NULL_RECORD = "null_record"
 REASON_TOO_MANY_RECORDS = "too_many_records"
 REASON_INVALID_UTF8 = "invalid_utf8"
+# Schema registry: an id it does not have, a writer schema the table cannot take, and (never
+# written: the writer looks the id up and stages the batch again) an id not looked up yet.
+REASON_UNKNOWN_SCHEMA = "unknown_schema_id"
+REASON_INCOMPATIBLE_SCHEMA = "incompatible_schema"
+REASON_SCHEMA_PENDING = "schema_id_pending"
 
 # The checks that cost the most per record: the strict Avro re-encode and the UTF-8 round trip (half
 # of the staging time between them). The writer runs them once per batch, in its counting pass, and
@@ -133,22 +137,26 @@ def once(df: DataFrame, column: Column, name: str) -> DataFrame:
 
 
 def epoch_millis_schema() -> str:
-    """The LogBatch writer schema with its timestamps read as plain longs (the bytes are the same).
+    """The LogBatch writer schema with its time fields read as plain longs (:data:`ingest.schema.BATCH_TIME_FIELD`)."""
+    return json.dumps(reader_schema())
 
-    Spark turns a ``timestamp-millis`` into microseconds and fails on overflow, which made a record
-    with ``ts`` = Long.MIN look like an undecodable message; read as a long it is a record with a bad ts.
-    """
 
-    def plain(node: Any) -> Any:
-        if isinstance(node, dict):
-            if node.get("type") == "long" and node.get("logicalType") == "timestamp-millis":
-                return "long"
-            return {k: plain(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [plain(v) for v in node]
-        return node
+def schema_id() -> Column:
+    """The schema id in a Confluent header (bytes 2-5, big-endian), as a long."""
+    return F.conv(F.hex(F.substring("raw_value", 2, 4)), 16, 10).cast("long")
 
-    return json.dumps(plain(json.loads(avro_schema_json())))
+
+def _by_writer(decoding: Decoding, make: Callable[[str], Column], otherwise: Column) -> Column:
+    """``make(writer schema)`` for the writer schema of each message's id; ``otherwise`` for other ids."""
+    if not decoding.writers:
+        return otherwise
+    sid = F.col("_sid")
+    ids = iter(decoding.writers.items())
+    first_id, first = next(ids)
+    expr = F.when(sid == first_id, make(first))
+    for other_id, writer in ids:
+        expr = expr.when(sid == other_id, make(writer))
+    return expr.otherwise(otherwise)
 
 
 def invalid_utf8(*strings: Column) -> Column:
@@ -190,14 +198,57 @@ def _batch_checks(settings: IngestSettings, batch: Column, deferred: bool) -> li
     ]
 
 
-def _avro_batch(settings: IngestSettings, deferred: bool) -> Callable[[DataFrame], DataFrame]:
-    """Decode binary Avro (optionally after the 5-byte Confluent header) into ``batch`` with ms times."""
-    schema = epoch_millis_schema()
+def _id_checks(decoding: Decoding) -> list[tuple[Column, str, Column]]:
+    """Checks of the header's schema id against what the registry said about it."""
+    sid = F.col("_sid")
+    rejected = F.lit(None).cast("string")
+    for rejected_id, reason in decoding.rejected.items():
+        rejected = F.when(sid == rejected_id, F.lit(reason)).otherwise(rejected)
+    unknown = sid.isin(*decoding.unknown) if decoding.unknown else F.lit(False)
+    met = sid.isin(*decoding.writers, *decoding.rejected, *decoding.unknown)
+    return [
+        (
+            unknown,
+            REASON_UNKNOWN_SCHEMA,
+            F.format_string(f"schema id %d is not in the schema registry at {decoding.registry}", sid),
+        ),
+        (rejected.isNotNull(), REASON_INCOMPATIBLE_SCHEMA, rejected),
+        (
+            ~met & F.lit(decoding.closed),
+            REASON_UNKNOWN_SCHEMA,
+            F.format_string(
+                "schema id %d was not looked up: more new schema ids in one micro-batch than "
+                "ingest.schema_registry.max_new_ids_per_batch",
+                sid,
+            ),
+        ),
+        (~met, REASON_SCHEMA_PENDING, F.format_string("schema id %d is not looked up yet", sid)),
+    ]
+
+
+def _avro_batch(
+    settings: IngestSettings, deferred: bool, decoding: Decoding | None
+) -> Callable[[DataFrame], DataFrame]:
+    """Decode binary Avro (optionally after the 5-byte Confluent header) into ``batch`` with ms times.
+
+    With a ``decoding`` (schema registry), each message is read with the writer schema of its id into
+    the one reader schema; without, with the LogBatch schema of this release.
+    """
+    reader = decoding.reader if decoding is not None else epoch_millis_schema()
+    # Writer schemas by id come from the header: a decoding implies it.
+    header = settings.wire_header or decoding is not None
+
+    def read(payload: Column, writer: str) -> Column:
+        options = {"mode": "PERMISSIVE"}
+        if writer != reader:
+            # Avro schema resolution, in the JVM: added fields take their defaults, removed ones drop.
+            options["avroSchema"] = reader
+        return from_avro(payload, writer, options)
 
     def transform(df: DataFrame) -> DataFrame:
         raw = F.col("raw_value")
         size = F.length(raw)
-        if settings.confluent_wire_format:
+        if header:
             header_ok = (size >= WIRE_HEADER_BYTES) & (F.substring(raw, 1, 1) == F.lit(bytearray(1)))
             payload = F.when(header_ok, F.expr(f"substring(raw_value, {WIRE_HEADER_BYTES + 1})"))
         else:
@@ -205,22 +256,38 @@ def _avro_batch(settings: IngestSettings, deferred: bool) -> Callable[[DataFrame
             payload = raw
         too_large = size > F.lit(settings.max_message_bytes)
         df = df.withColumn("_payload", F.when(~too_large, payload))
-        df = once(df, from_avro(F.col("_payload"), schema, {"mode": "PERMISSIVE"}), "_avro")
+        nothing = from_avro(F.lit(None).cast("binary"), reader)
+        if decoding is not None:
+            df = df.withColumn("_sid", F.when(header_ok & ~too_large, schema_id()))
+            decoded = _by_writer(decoding, lambda w: read(F.col("_payload"), w), nothing)
+        else:
+            decoded = read(F.col("_payload"), reader)
+        df = once(df, decoded, "_avro")
         # PERMISSIVE from_avro yields a struct of nulls on failure; batch_id is never null in a good one.
         failed = F.col("_avro")["batch_id"].isNull()
         if settings.strict_avro and not deferred:
+            # The length of a message re-encoded with its own writer schema (a decode resolved into
+            # another reader schema has other fields, so those are decoded once more as written).
+            def reencoded(writer: str) -> Column:
+                as_written = F.col("_avro") if writer == reader else from_avro(F.col("_payload"), writer)
+                return F.length(to_avro(as_written, writer))
+
+            def shortened_ok(writer: str) -> Column:
+                shortened = F.expr("substring(_payload, 1, length(_payload) - 1)")
+                return from_avro(shortened, writer, {"mode": "PERMISSIVE"})["batch_id"].isNotNull()
+
+            if decoding is None:
+                length, shorter = reencoded(reader), shortened_ok(reader)
+            else:
+                length = _by_writer(decoding, reencoded, F.lit(None).cast("int"))
+                shorter = _by_writer(decoding, shortened_ok, F.lit(False))
             # CASE WHEN keeps to_avro away from the all-null struct, which it cannot serialize.
-            df = once(df, F.when(~failed, F.length(to_avro(F.col("_avro"), schema))), "_used")
+            df = once(df, F.when(~failed, length), "_used")
             # A re-encoding shorter than the payload means trailing bytes, or array blocks written with
             # negative counts (valid Avro: such a block also carries its byte size, which a re-encoding
             # drops). Only with trailing bytes does the payload still decode without its last byte (a
             # LogBatch ends with its array's end marker). The second decode runs for those rare messages.
-            shortened = from_avro(
-                F.expr("substring(_payload, 1, length(_payload) - 1)"), schema, {"mode": "PERMISSIVE"}
-            )
-            trailing = F.coalesce(
-                F.when(F.col("_used") < F.length("_payload"), shortened["batch_id"].isNotNull()), F.lit(False)
-            )
+            trailing = F.coalesce(F.when(F.col("_used") < F.length("_payload"), shorter), F.lit(False))
             used = F.col("_used")
         else:
             used, trailing = F.lit(0), F.lit(False)
@@ -238,13 +305,22 @@ def _avro_batch(settings: IngestSettings, deferred: bool) -> Callable[[DataFrame
                 REASON_BAD_HEADER,
                 F.lit(
                     "no Confluent wire-format header (magic byte 0x00 + 4-byte schema id) "
-                    "while ingest.confluent_wire_format is true"
+                    + (
+                        "while ingest.schema_registry.url is set"
+                        if decoding is not None
+                        else "while ingest.confluent_wire_format is true"
+                    )
                 ),
             ),
+            *(_id_checks(decoding) if decoding is not None else []),
             (
                 failed,
                 REASON_NOT_AVRO,
-                F.lit("not a binary-Avro LogBatch: truncated, not Avro, or written with another schema"),
+                F.lit(
+                    "not binary Avro of its schema id: truncated or not Avro"
+                    if decoding is not None
+                    else "not a binary-Avro LogBatch: truncated, not Avro, or written with another schema"
+                ),
             ),
             (
                 trailing,
@@ -257,13 +333,15 @@ def _avro_batch(settings: IngestSettings, deferred: bool) -> Callable[[DataFrame
             ),
             *_batch_checks(settings, avro, deferred),
         )
+        extra = decoding.batch_fields if decoding is not None else ()
         batch = F.struct(
             avro["batch_id"].alias("batch_id"),
             avro["service"].alias("service"),
             avro["host"].alias("host"),
             avro["region"].alias("region"),
-            avro["sent_at"].alias("sent_at_ms"),
-            avro["records"].alias("records"),
+            avro[BATCH_TIME_FIELD].alias("sent_at_ms"),
+            avro[RECORDS_FIELD].alias("records"),
+            *(avro[f].alias(f) for f in extra),
         )
         return _decoded(df, code, text, batch)
 
@@ -328,12 +406,18 @@ def _json_batch(settings: IngestSettings, deferred: bool) -> Callable[[DataFrame
     return transform
 
 
-def decode(settings: IngestSettings, deferred: bool = False) -> Callable[[DataFrame], DataFrame]:
+def decode(
+    settings: IngestSettings, deferred: bool = False, decoding: Decoding | None = None
+) -> Callable[[DataFrame], DataFrame]:
     """Kafka rows -> one row per message: Kafka coordinates, ``batch`` (null if bad), ``reason``.
 
-    ``deferred`` leaves out the checks of :data:`DEFERRED_REASONS`.
+    ``deferred`` leaves out the checks of :data:`DEFERRED_REASONS`; ``decoding`` gives the writer
+    schemas by id (schema registry).
     """
-    batch = _avro_batch(settings, deferred) if settings.encoding == "avro" else _json_batch(settings, deferred)
+    if settings.encoding == "avro":
+        batch = _avro_batch(settings, deferred, decoding)
+    else:
+        batch = _json_batch(settings, deferred)
 
     def transform(df: DataFrame) -> DataFrame:
         return df.transform(_kafka_columns).transform(batch)
@@ -373,7 +457,9 @@ def _record_failures(rec: Column, index: Column, deferred: bool) -> list[tuple[C
     return checks
 
 
-def flatten(ingested_at: Column | None = None, deferred: bool = False) -> Callable[[DataFrame], DataFrame]:
+def flatten(
+    ingested_at: Column | None = None, deferred: bool = False, decoding: Decoding | None = None
+) -> Callable[[DataFrame], DataFrame]:
     """Decoded messages -> staged rows: one per good record, one per bad record, one per bad message.
 
     Good rows have a null ``reason_code`` and every log-table column; bad rows carry their reason. A
@@ -385,12 +471,17 @@ def flatten(ingested_at: Column | None = None, deferred: bool = False) -> Callab
     of the whole staging time). The explode sees the batch fields as plain columns and never the
     message's raw bytes or other records, so no row grows with the message (a 100,000-record message
     once ran the driver out of memory copying the whole batch into every one of its rows).
+
+    With a ``decoding``, the fields writers added follow the contract's columns (:attr:`Decoding.columns`).
     """
     now = ingested_at if ingested_at is not None else F.current_timestamp()
+    batch_extra = decoding.batch_fields if decoding is not None else ()
+    record_extra = decoding.record_fields if decoding is not None else ()
+    absent = decoding.absent if decoding is not None else ()
 
     def transform(df: DataFrame) -> DataFrame:
         kafka = ["kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "kafka_key"]
-        scalars = ("batch_id", "service", "host", "region", "sent_at_ms")
+        scalars = ("batch_id", "service", "host", "region", "sent_at_ms", *batch_extra)
         message_bad = F.col("reason_code").isNotNull()
         messages = df.select(
             *kafka,
@@ -427,6 +518,9 @@ def flatten(ingested_at: Column | None = None, deferred: bool = False) -> Callab
             F.timestamp_millis(F.col("_b_sent_at_ms")).alias("sent_at"),
             now.alias("ingested_at"),
             F.when(good, utc_date(r["ts"])).alias(PARTITION_FIELD),
+            *(F.lit(None).cast(kind).alias(name) for name, kind in absent),
+            *(F.col(f"_b_{c}").alias(c) for c in batch_extra),
+            *(r[c].alias(c) for c in record_extra),
         )
 
     return transform
@@ -535,9 +629,14 @@ def latest_copy_per_key(rows: DataFrame) -> DataFrame:
     return rows.withColumn("_copy", F.row_number().over(order)).where(F.col("_copy") == 1).drop("_copy")
 
 
+# Staged columns that are not the log table's: what a bad row carries to the quarantine.
+STAGING_COLUMNS = ("reason_code", "reason", "raw_value", "record_json", "kafka_timestamp", "kafka_key")
+
+
 def log_rows(staged: DataFrame) -> DataFrame:
-    """The good rows, projected onto the log table's columns."""
-    return staged.where(F.col("reason_code").isNull()).select(*LOG_COLUMNS)
+    """The good rows, projected onto the log table's columns (the contract's, then any a writer schema added)."""
+    extra = [c for c in staged.columns if c not in LOG_COLUMNS and c not in STAGING_COLUMNS]
+    return staged.where(F.col("reason_code").isNull()).select(*LOG_COLUMNS, *extra)
 
 
 def quarantine_rows(staged: DataFrame, quarantined_at: Column | None = None) -> DataFrame:
@@ -571,15 +670,19 @@ def quarantine_rows(staged: DataFrame, quarantined_at: Column | None = None) -> 
     )
 
 
-def stage(settings: IngestSettings, deferred: bool = False) -> Callable[[DataFrame], DataFrame]:
+def stage(
+    settings: IngestSettings, deferred: bool = False, decoding: Decoding | None = None
+) -> Callable[[DataFrame], DataFrame]:
     """Kafka rows -> staged rows (decode then flatten): the whole per-record path of ingest.
 
     ``deferred`` skips the checks of :data:`DEFERRED_REASONS`: only for a pass whose rows those checks
-    already flagged, by :func:`without_flagged`.
+    already flagged, by :func:`without_flagged`. ``decoding``: writer schemas by id (schema registry).
     """
 
     def transform(df: DataFrame) -> DataFrame:
-        return df.transform(decode(settings, deferred)).transform(flatten(deferred=deferred))
+        return df.transform(decode(settings, deferred, decoding)).transform(
+            flatten(deferred=deferred, decoding=decoding)
+        )
 
     return transform
 
@@ -607,3 +710,18 @@ def without_flagged(rows: DataFrame, flagged: DataFrame) -> DataFrame:
     return r.join(f, reduce(operator.and_, on) & whole_or_same, "left_anti").select(
         *(F.col(f"_r.{c}") for c in rows.columns)
     )
+
+
+def unmet_schema_ids(batch: DataFrame, decoding: Decoding, limit: int) -> DataFrame:
+    """Up to ``limit`` distinct schema ids in the Kafka ``batch`` that ``decoding`` does not know yet.
+
+    Run only when the counting pass found such ids: one more read of the headers, not a decode.
+    """
+    rows = _kafka_columns(batch) if "value" in batch.columns else batch
+    raw = F.col("raw_value")
+    framed = (F.length(raw) >= WIRE_HEADER_BYTES) & (F.substring(raw, 1, 1) == F.lit(bytearray(1)))
+    met = [*decoding.writers, *decoding.rejected, *decoding.unknown]
+    ids = rows.where(framed).select(schema_id().alias("schema_id"))
+    if met:
+        ids = ids.where(~F.col("schema_id").isin(*met))
+    return ids.distinct().limit(limit)

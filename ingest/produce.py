@@ -80,6 +80,8 @@ class ProduceResult:
     bytes: int
     seconds: float
     encoding: str
+    # The registry's id of the writer schema, when a schema registry was given.
+    schema_id: int | None = None
 
 
 # ---------------------------------------------------------------- pools
@@ -443,21 +445,39 @@ def _parsed_schema_plain() -> Any:
     return fastavro.parse_schema(_strip_logical_types(avro_schema()))
 
 
+def schema_versions() -> dict[str, dict[str, Any]]:
+    """LogBatch as a producer team evolves it, each version BACKWARD compatible with the one before:
+    v2 adds ``trace_id`` to LogRecord; v3 adds ``env`` to LogBatch and drops the optional ``region``."""
+    v1 = avro_schema()
+    v2 = json.loads(json.dumps(v1))
+    records = next(f for f in v2["fields"] if f["name"] == "records")
+    records["type"]["items"]["fields"].append({"name": "trace_id", "type": ["null", "string"], "default": None})
+    v3 = json.loads(json.dumps(v2))
+    v3["fields"] = [f for f in v3["fields"] if f["name"] != "region"]
+    v3["fields"].append({"name": "env", "type": ["null", "string"], "default": None})
+    return {"v1": v1, "v2": v2, "v3": v3}
+
+
 def encode_avro(
-    batch: dict[str, Any], confluent_wire_format: bool = False, schema_id: int = DEFAULT_SCHEMA_ID
+    batch: dict[str, Any],
+    confluent_wire_format: bool = False,
+    schema_id: int = DEFAULT_SCHEMA_ID,
+    schema: Any = None,
 ) -> bytes:
-    """Encode ``batch`` as binary Avro with the committed schema.
+    """Encode ``batch`` as binary Avro with the committed schema (or ``schema``, parsed by fastavro).
 
     Args:
         batch: A ``LogBatch`` dict, timestamps as epoch milliseconds or datetimes.
         confluent_wire_format: Prefix the Confluent header: magic byte 0 and the 4-byte
             big-endian ``schema_id``.
         schema_id: The schema registry id written in the header.
+        schema: Another writer schema (fastavro's parsed form); fields it lacks are left out and
+            fields it adds take their defaults.
     """
     buf = io.BytesIO()
     if confluent_wire_format:
         buf.write(_WIRE_HEADER.pack(WIRE_MAGIC, schema_id))
-    fastavro.schemaless_writer(buf, _parsed_schema(), batch)
+    fastavro.schemaless_writer(buf, schema if schema is not None else _parsed_schema(), batch)
     return buf.getvalue()
 
 
@@ -496,6 +516,8 @@ def produce(
     confluent_wire_format: bool = False,
     *,
     now_ms: int | None = None,
+    schema_registry: str | None = None,
+    writer_schema: dict[str, Any] | None = None,
 ) -> ProduceResult:
     """Send ``messages`` synthetic ``LogBatch`` messages to ``topic`` and wait for every ack.
 
@@ -511,6 +533,10 @@ def produce(
         encoding: ``avro`` (the contract) or ``json``.
         confluent_wire_format: Prefix Avro with the 5-byte Confluent header (Avro only).
         now_ms: The run's "now" in epoch milliseconds (default: the current time).
+        schema_registry: A Confluent-compatible registry URL: the writer schema is registered under
+            the subject ``<topic>-value`` (compatibility BACKWARD) and its id goes in every header.
+        writer_schema: The Avro schema to write with (default LogBatch); with a registry, a new
+            version of the subject.
 
     Returns:
         Counts, payload bytes and wall-clock seconds including the final flush.
@@ -526,8 +552,16 @@ def produce(
         raise ConfigError(f"records_per_message {records_per_message} must be (MIN, MAX) with 0 <= MIN <= MAX")
     if encoding not in ("avro", "json"):
         raise ConfigError(f"encoding {encoding!r} must be 'avro' or 'json'")
-    if confluent_wire_format and encoding != "avro":
-        raise ConfigError("confluent_wire_format applies to Avro only; drop it or use encoding 'avro'")
+    if (confluent_wire_format or schema_registry) and encoding != "avro":
+        raise ConfigError("confluent_wire_format and schema_registry apply to Avro only; use encoding 'avro'")
+    schema_id = DEFAULT_SCHEMA_ID
+    if schema_registry:
+        from loglake.registry_server import register
+
+        text = json.dumps(writer_schema if writer_schema is not None else avro_schema())
+        schema_id = register(schema_registry, f"{topic}-value", text)
+        confluent_wire_format = True
+    parsed = fastavro.parse_schema(writer_schema) if writer_schema is not None else None
     if seed is None:
         seed = int.from_bytes(os.urandom(8), "big")
     rng = random.Random(seed)  # noqa: S311 - synthetic data, not security
@@ -556,7 +590,9 @@ def produce(
     records = 0
     total_bytes = 0
     for n, batch in enumerate(generate_batches(rng, now, messages, (low, high))):
-        payload = encode_avro(batch, confluent_wire_format) if encoding == "avro" else encode_json(batch)
+        payload = (
+            encode_avro(batch, confluent_wire_format, schema_id, parsed) if encoding == "avro" else encode_json(batch)
+        )
         records += len(batch["records"])
         total_bytes += len(payload)
         key = batch["batch_id"].encode()
@@ -585,5 +621,11 @@ def produce(
         )
     log.debug("produced %d messages (%d records) to %s in %.2f s", messages, records, topic, seconds)
     return ProduceResult(
-        topic=topic, messages=messages, records=records, bytes=total_bytes, seconds=round(seconds, 3), encoding=encoding
+        topic=topic,
+        messages=messages,
+        records=records,
+        bytes=total_bytes,
+        seconds=round(seconds, 3),
+        encoding=encoding,
+        schema_id=schema_id if schema_registry else None,
     )

@@ -14,11 +14,13 @@ import time
 from dataclasses import dataclass, field
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from ingest import parse
 from ingest.metrics import IngestMetrics
+from ingest.registry import SchemaBook
+from ingest.schema import Decoding
 from loglake import retry, table, timeline
 from loglake.settings import Settings
 
@@ -30,6 +32,23 @@ LOGGED_BAD_ROWS = 5
 # write pass leaves out those of the deferred checks without checking again, and the quarantine
 # stages only the bad messages. Past it, a batch that bad does the full work in both.
 FLAG_LIMIT = 100_000
+
+
+# Names a writer schema's new field cannot take: the table's own columns, the staging columns, and
+# the decoded batch's internal names.
+RESERVED_NAMES = frozenset({*table.LOG_COLUMNS, *parse.STAGING_COLUMNS, "sent_at_ms", "records", "pos", "col"})
+
+
+def _extra_columns(spark: SparkSession, path: str) -> dict[str, str]:
+    """The table's columns beyond the contract (added by writer schemas before), name -> Spark SQL type."""
+    if not table.table_exists(spark, path):
+        return {}
+    schema = spark.read.format("hudi").load(path).schema
+    return {
+        f.name: f.dataType.simpleString()
+        for f in schema.fields
+        if f.name not in table.LOG_COLUMNS and not f.name.startswith("_hoodie")
+    }
 
 
 @dataclass
@@ -61,6 +80,7 @@ class BatchWriter:
         self.log_options = table.ingest_options(settings)
         self.quarantine_options = table.quarantine_options(settings)
         self.stats = BatchStats()
+        self.schemas: SchemaBook | None = None
 
     def _commit_meta(self, batch_id: int) -> dict[str, str]:
         prefix = table.COMMIT_META_PREFIX
@@ -88,7 +108,7 @@ class BatchWriter:
         batch.sparkSession.conf.set(
             "spark.sql.adaptive.enabled", self.settings.spark.conf.get("spark.sql.adaptive.enabled", "true")
         )
-        staged = batch.transform(parse.stage(self.settings.ingest))
+        decoding, staged, tallied = self._count(batch)
         counts: dict[str, int] = {}
         good = messages = 0
         repeated = False
@@ -96,7 +116,7 @@ class BatchWriter:
         flagged: list[tuple[str, int, int, int | None]] = []
         bad_messages: set[tuple[str, int, int]] = set()
         listed = 0
-        for row in parse.tally(staged, FLAG_LIMIT).collect():
+        for row in tallied:
             if row["grouping"]:
                 repeated = row["batches"] > row["distinct_batches"]
                 continue
@@ -122,12 +142,12 @@ class BatchWriter:
                 # Only the bad messages are staged again, not the whole batch.
                 listed_messages = batch.sparkSession.createDataFrame(sorted(bad_messages), parse.MESSAGES_SCHEMA)
                 source = parse.of_messages(batch, listed_messages)
-                staged_bad = source.transform(parse.stage(self.settings.ingest))
+                staged_bad = source.transform(parse.stage(self.settings.ingest, decoding=decoding))
             else:
                 staged_bad = staged
             self._quarantine(staged_bad, source, batch_id, counts)
         if good:
-            rows = parse.log_rows(self._write_pass(batch, flagged) if listed_all else staged)
+            rows = parse.log_rows(self._write_pass(batch, flagged, decoding) if listed_all else staged)
             if repeated:
                 rows, good = self._unique(rows, staged, batch_id)
             writer = (
@@ -166,9 +186,41 @@ class BatchWriter:
             sum(counts.values()),
         )
 
-    def _write_pass(self, batch: DataFrame, flagged: list[tuple[str, int, int, int | None]]) -> DataFrame:
+    def _count(self, batch: DataFrame) -> tuple[Decoding | None, DataFrame, list[Row]]:
+        """The counting pass: the batch staged with every check, and its tally.
+
+        With a schema registry, ids met for the first time show up in the tally as pending; they are
+        looked up (a read of the headers, then one request per id) and the batch is staged again.
+        """
+        registry = self.settings.ingest.schema_registry
+        if registry.url and self.schemas is None:
+            self.schemas = SchemaBook(
+                batch.sparkSession,
+                registry,
+                reserved=RESERVED_NAMES,
+                table_columns=_extra_columns(batch.sparkSession, self.table_path),
+                metrics=self.metrics,
+            )
+            # Confluent's default subject naming: the writer schemas of topic T are versions of T-value.
+            self.schemas.warm(f"{t.strip()}-value" for t in self.settings.kafka.topic.split(","))
+        decoding = self.schemas.decoding() if self.schemas is not None else None
+        while True:
+            staged = batch.transform(parse.stage(self.settings.ingest, decoding=decoding))
+            tallied = parse.tally(staged, FLAG_LIMIT).collect()
+            pending = any(row["reason_code"] == parse.REASON_SCHEMA_PENDING for row in tallied)
+            if self.schemas is None or decoding is None or not pending or decoding.closed:
+                return decoding, staged, tallied
+            limit = registry.max_new_ids_per_batch
+            ids = sorted(row["schema_id"] for row in parse.unmet_schema_ids(batch, decoding, limit).collect())
+            log.info("looking up %d new schema ids: %s", len(ids), ", ".join(map(str, ids)))
+            self.schemas.learn(ids)
+            decoding = self.schemas.decoding(closed=True)
+
+    def _write_pass(
+        self, batch: DataFrame, flagged: list[tuple[str, int, int, int | None]], decoding: Decoding | None
+    ) -> DataFrame:
         """The batch staged without the deferred checks, less the rows they flagged in the counting pass."""
-        staged = batch.transform(parse.stage(self.settings.ingest, deferred=True))
+        staged = batch.transform(parse.stage(self.settings.ingest, deferred=True, decoding=decoding))
         if not flagged:
             return staged
         return parse.without_flagged(staged, batch.sparkSession.createDataFrame(flagged, parse.FLAGGED_SCHEMA))

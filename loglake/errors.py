@@ -53,3 +53,9 @@ class StorageFullError(StreamFailedError):
     """A write failed because its file system had no space left (or its quota was reached)."""
 
     exit_code = 6
+
+
+class SchemaRegistryUnavailableError(StreamFailedError):
+    """The schema registry did not answer while a micro-batch needed a writer schema from it."""
+
+    exit_code = 7

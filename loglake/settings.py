@@ -28,7 +28,7 @@ _TRIGGER_RE = re.compile(
     re.IGNORECASE,
 )
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_SECRET_RE = re.compile(r"password|secret|jaas|token|credential|access\.key|session\.key|salt", re.IGNORECASE)
+_SECRET_RE = re.compile(r"password|secret|jaas|token|credential|access\.key|session\.key|salt|auth", re.IGNORECASE)
 
 
 def parse_duration(text: str) -> float:
@@ -104,6 +104,67 @@ class TableSettings(_Model):
         return self.quarantine_path or f"{self.require_path()}_quarantine"
 
 
+class SchemaRegistrySettings(_Model):
+    """A Confluent-compatible schema registry: the writer schema of each message by its header's id."""
+
+    # Unset: every message is decoded with the LogBatch schema of this release.
+    url: str | None = None
+    # confluent-kafka SchemaRegistryClient settings as is: basic.auth.user.info, ssl.ca.location,
+    # ssl.certificate.location, ssl.key.location, timeout, max.retries, ...
+    options: dict[str, str] = Field(default_factory=dict)
+    # New schema ids looked up per micro-batch. Producers use a handful; a flood of random ids (bytes
+    # that look like a header) must not turn one batch into thousands of registry requests.
+    max_new_ids_per_batch: int = Field(default=100, ge=1, le=100_000)
+    # How long a batch that needs a schema waits for an unreachable registry (retrying, the gauge
+    # loglake_ingest_schema_registry_up at 0) before the stream stops; a restart resumes the batch.
+    unavailable_timeout: str = "10 minutes"
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _texts(cls, value: Any) -> Any:
+        # YAML reads `timeout: 5` as a number; the options are texts like every pass-through setting.
+        return {k: str(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+    @field_validator("unavailable_timeout")
+    @classmethod
+    def _timeout(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _client(self) -> SchemaRegistrySettings:
+        if self.url:
+            # The client refuses keys it does not know; a typo is caught at start, not at the first new id.
+            from confluent_kafka.schema_registry import SchemaRegistryClient
+
+            try:
+                SchemaRegistryClient(self.client_config())
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"options: {exc}") from None
+            except OSError as exc:  # a TLS file that is missing or not PEM
+                files = ", ".join(f"{k}={v}" for k, v in self.options.items() if k.startswith("ssl."))
+                raise ValueError(f"options: cannot load {files}: {exc.strerror or exc}") from None
+        return self
+
+    @property
+    def unavailable_seconds(self) -> float:
+        return parse_duration(self.unavailable_timeout)
+
+    def client_config(self) -> dict[str, Any]:
+        """The SchemaRegistryClient configuration: url plus the options (numbers as numbers)."""
+        config: dict[str, Any] = {"url": self.url}
+        for key, value in self.options.items():
+            config[key] = int(value) if value.isdigit() else value
+        return config
+
+
 class IngestSettings(_Model):
     """The streaming ingest job."""
 
@@ -120,6 +181,21 @@ class IngestSettings(_Model):
     # framing, so trailing garbage or another schema's bytes can otherwise decode "successfully".
     strict_avro: bool = True
     query_name: str = "loglake_ingest"
+    schema_registry: SchemaRegistrySettings = Field(default_factory=SchemaRegistrySettings)
+
+    @model_validator(mode="after")
+    def _registry(self) -> IngestSettings:
+        if self.schema_registry.url and self.encoding != "avro":
+            raise ValueError(
+                "ingest.schema_registry.url holds Avro writer schemas; it needs ingest.encoding=avro, "
+                f"not {self.encoding}"
+            )
+        return self
+
+    @property
+    def wire_header(self) -> bool:
+        """Whether messages start with the Confluent header (magic byte, schema id): always with a registry."""
+        return self.confluent_wire_format or self.schema_registry.url is not None
 
     @field_validator("trigger")
     @classmethod
@@ -286,6 +362,10 @@ def _assign(tree: dict[str, Any], dotted: str, value: Any) -> None:
         # spark.jars is loglake's own setting (how jars are brought); every other spark.* is Spark's.
         tree.setdefault("spark", {}).setdefault("conf", {})[dotted] = str(value)
         return
+    if dotted.startswith("ingest.schema_registry.options."):
+        options = tree.setdefault("ingest", {}).setdefault("schema_registry", {}).setdefault("options", {})
+        options[dotted.removeprefix("ingest.schema_registry.options.")] = str(value)
+        return
     if dotted.startswith("kafka.options."):
         # Kafka option names have dots of their own (kafka.sasl.jaas.config).
         tree.setdefault("kafka", {}).setdefault("options", {})[dotted.removeprefix("kafka.options.")] = str(value)
@@ -364,7 +444,7 @@ def _format_error(exc: ValidationError) -> str:
         if err["type"] == "extra_forbidden":
             msg = "unknown setting"
         lines.append(
-            f"setting {where}: {msg} (got {err.get('input')!r})"
+            f"setting {where}: {msg} (got {_mask(err.get('input'))!r})"
             if err["type"] != "missing"
             else f"setting {where}: required"
         )
@@ -396,7 +476,7 @@ def load_settings(
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. ingest.trigger='1 minute'")
         key, value = key.strip(), value.strip()
         # Spark and Hudi options keep their text exactly ("false" must not become "False").
-        passthrough = key.startswith(("hoodie.", "kafka.options.")) or (
+        passthrough = key.startswith(("hoodie.", "kafka.options.", "ingest.schema_registry.options.")) or (
             key.startswith("spark.") and key != "spark.jars"
         )
         _assign(tree, key, value if passthrough else _coerce_scalar(value))

@@ -151,3 +151,30 @@ def raw_hits(root: str, identifiers: list[str]) -> int:
                     continue
         hits += sum(text.count(identifier) for text in texts for identifier in identifiers)
     return hits
+
+
+def encode_with(schema: dict[str, Any], batch: dict[str, Any], schema_id: int) -> bytes:
+    """``batch`` in the Confluent wire format: magic byte, big-endian schema id, binary Avro of ``schema``."""
+    import io
+    import struct
+
+    import fastavro
+
+    buf = io.BytesIO()
+    buf.write(struct.pack(">bI", 0, schema_id))
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(schema), batch)
+    return buf.getvalue()
+
+
+def as_version(batch: dict[str, Any], version: str, tag: str) -> dict[str, Any]:
+    """A copy of ``batch`` with the values its schema ``version`` adds (``tag`` makes them unique)."""
+    import copy
+
+    out = copy.deepcopy(batch)
+    if version in ("v2", "v3"):
+        for i, r in enumerate(out["records"]):
+            r["trace_id"] = f"{tag}-{i}"
+    if version == "v3":
+        out["env"] = f"env-{tag}"
+        out.pop("region", None)
+    return out

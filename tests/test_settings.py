@@ -181,3 +181,54 @@ def test_known_keys_are_what_the_pinned_jars_declare() -> None:
     for kind in ("hudi", "spark", "kafka"):
         assert fresh[kind] == committed[kind], f"{kind} keys changed: run python -m loglake.config_keys"
     assert "hoodie.bucket.index.num.buckets" in fresh["hudi"] and "spark.driver.memory" in fresh["spark"]
+
+
+def test_schema_registry_settings_from_yaml_and_set(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "ingest:\n  schema_registry:\n    url: https://registry.example:8081/\n"
+        "    options: {basic.auth.user.info: 'svc:s3cret', timeout: 5}\n"
+    )
+    import certifi
+
+    s = load_settings(cfg, assignments=[f"ingest.schema_registry.options.ssl.ca.location={certifi.where()}"])
+    registry = s.ingest.schema_registry
+    assert registry.url == "https://registry.example:8081"
+    assert registry.client_config() == {
+        "url": "https://registry.example:8081",
+        "basic.auth.user.info": "svc:s3cret",
+        "timeout": 5,
+        "ssl.ca.location": certifi.where(),
+    }
+    # The registry implies the Confluent header; the credentials never reach the start-up log.
+    assert s.ingest.wire_header
+    assert "s3cret" not in str(s.masked())
+
+
+@pytest.mark.parametrize(
+    ("assignment", "words"),
+    [
+        (
+            "ingest.schema_registry.options.basic.auth.usr.info=svc:s3cret",
+            "Unrecognized properties: basic.auth.usr.info",
+        ),
+        ("ingest.schema_registry.url=registry:8081", "'registry:8081' is not an http:// or https:// URL"),
+        ("ingest.encoding=json", "needs ingest.encoding=avro, not json"),
+        ("ingest.schema_registry.unavailable_timeout=forever", "'forever' is not a duration"),
+        (
+            "ingest.schema_registry.options.ssl.ca.location=/nonexistent/ca.pem",
+            "cannot load ssl.ca.location=/nonexistent/ca.pem: No such file or directory",
+        ),
+    ],
+)
+def test_schema_registry_settings_are_checked_at_start(assignment: str, words: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(
+            assignments=[
+                "ingest.schema_registry.url=http://127.0.0.1:8081",
+                "ingest.schema_registry.options.basic.auth.user.info=svc:s3cret",
+                assignment,
+            ]
+        )
+    assert words in str(err.value)
+    assert "s3cret" not in str(err.value)

@@ -1,0 +1,160 @@
+"""Writer schemas by id, read into one growing reader schema: the pure parts, on tiny DataFrames.
+
+No registry here: the decodings are built by hand the way :class:`ingest.registry.SchemaBook` builds
+them, so every reason and every added column is checked without a server (the registry's own path
+is tested against a real one in test_schema_registry).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from builders import as_version, encode_with, make_batches
+from test_ingest_parse import bad, good, kafka_df
+
+from ingest import parse
+from ingest.produce import schema_versions
+from ingest.schema import Decoding, SchemaMismatch, merge, reader_schema, with_plain_times
+from loglake.settings import IngestSettings
+
+RESERVED = {"record_key", "email", "kafka_offset"}
+
+
+def decoding(**kw: Any) -> Decoding:
+    versions = schema_versions()
+    reader = reader_schema()
+    batch_fields: list[str] = []
+    record_fields: list[str] = []
+    writers = {}
+    for sid, name in ((1, "v1"), (2, "v2"), (3, "v3")):
+        writer = with_plain_times(versions[name])
+        reader, b, r = merge(reader, writer, RESERVED)
+        batch_fields += b
+        record_fields += r
+        writers[sid] = json.dumps(writer)
+    args: dict[str, Any] = {
+        "reader": json.dumps(reader),
+        "writers": writers,
+        "batch_fields": tuple(batch_fields),
+        "record_fields": tuple(record_fields),
+    }
+    args.update(kw)
+    return Decoding(**args)
+
+
+def staged(spark: Any, payloads: list[bytes], plan: Decoding, **settings: Any) -> list[dict[str, Any]]:
+    kafka = kafka_df(spark, payloads)
+    df = kafka.transform(parse.stage(IngestSettings(**settings), decoding=plan))
+    return [r.asDict(recursive=True) for r in df.collect()]
+
+
+def test_merge_adds_optional_fields_at_both_levels() -> None:
+    versions = schema_versions()
+    reader, batch_new, record_new = merge(reader_schema(), versions["v2"], RESERVED)
+    assert (batch_new, record_new) == ([], ["trace_id"])
+    reader, batch_new, record_new = merge(reader, versions["v3"], RESERVED)
+    assert (batch_new, record_new) == (["env"], [])
+    env = next(f for f in reader["fields"] if f["name"] == "env")
+    # Optional in the reader: writers without the field resolve to null.
+    assert env["type"][0] == "null" and env["default"] is None
+    # A field the writer dropped stays in the reader (old rows and other writers still have it).
+    assert any(f["name"] == "region" for f in reader["fields"])
+
+
+@pytest.mark.parametrize(
+    ("level", "name", "words"),
+    [
+        ("record", "Email", "records[].Email"),  # a look-alike of a contract column, case aside
+        ("batch", "level", "level"),  # a record column's name at the batch level
+        ("record", "_hoodie_commit_time", "starts with _"),
+        ("batch", "kafka_offset", "kafka_offset"),
+    ],
+)
+def test_merge_refuses_a_field_named_like_a_column(level: str, name: str, words: str) -> None:
+    writer = json.loads(json.dumps(schema_versions()["v1"]))
+    field = {"name": name, "type": ["null", "string"], "default": None}
+    if level == "batch":
+        writer["fields"].append(field)
+    else:
+        writer["fields"][5]["type"]["items"]["fields"].append(field)
+    with pytest.raises(SchemaMismatch, match="rename it") as err:
+        merge(reader_schema(), writer, RESERVED)
+    assert words in str(err.value)
+
+
+def test_three_writer_schemas_decode_in_one_pass(spark: Any) -> None:
+    versions = ("v1", "v2", "v3")
+    batches = [as_version(b, versions[i % 3], f"m{i}") for i, b in enumerate(make_batches(6, seed=31, records=(2, 4)))]
+    schemas = schema_versions()
+    payloads = [encode_with(schemas[versions[i % 3]], b, i % 3 + 1) for i, b in enumerate(batches)]
+    rows = staged(spark, payloads, decoding())
+    assert not bad(rows)
+    assert len(rows) == sum(len(b["records"]) for b in batches)
+    for row in rows:
+        sent = batches[row["kafka_offset"]]
+        record = sent["records"][row["record_index"]]
+        assert row["trace_id"] == record.get("trace_id")
+        assert row["env"] == sent.get("env")
+        assert row["region"] == sent.get("region")
+        assert (row["user_id"], row["email"], row["message"]) == (record["user_id"], record["email"], record["message"])
+    assert {r["env"] is None for r in rows} == {True, False}
+
+
+def test_ids_the_registry_refused_or_does_not_know_are_quarantined(spark: Any) -> None:
+    [batch] = make_batches(1, seed=32, records=(2, 2))
+    v1 = schema_versions()["v1"]
+    plan = decoding(rejected={4: "schema id 4 cannot be read into the table: level is int"}, unknown=frozenset({9}))
+    payloads = [
+        encode_with(v1, batch, 4),
+        encode_with(v1, batch, 9),
+        encode_with(v1, batch, 1),
+        encode_with(v1, batch, 5),
+    ]
+    rows = staged(spark, payloads, plan)
+    reasons = {r["kafka_offset"]: (r["reason_code"], r["reason"]) for r in bad(rows)}
+    assert reasons[0] == (parse.REASON_INCOMPATIBLE_SCHEMA, "schema id 4 cannot be read into the table: level is int")
+    assert reasons[1][0] == parse.REASON_UNKNOWN_SCHEMA and "schema id 9 is not in the schema registry" in reasons[1][1]
+    # Not met before: pending, which the writer resolves by a lookup before anything is written.
+    assert reasons[3] == (parse.REASON_SCHEMA_PENDING, "schema id 5 is not looked up yet")
+    assert {r["kafka_offset"] for r in good(rows)} == {2}
+    closed = staged(spark, payloads, Decoding(**{**plan.__dict__, "closed": True}))
+    over = next(r for r in bad(closed) if r["kafka_offset"] == 3)
+    assert over["reason_code"] == parse.REASON_UNKNOWN_SCHEMA
+    assert "ingest.schema_registry.max_new_ids_per_batch" in over["reason"]
+
+
+def test_strict_check_reads_each_message_with_its_own_writer_schema(spark: Any) -> None:
+    """A v2 message with a trailing byte is caught although it is decoded into another reader schema."""
+    [batch] = make_batches(1, seed=33, records=(2, 2))
+    v2 = as_version(batch, "v2", "x")
+    payload = encode_with(schema_versions()["v2"], v2, 2)
+    rows = staged(spark, [payload, payload + b"\x00"], decoding())
+    assert {r["kafka_offset"] for r in good(rows)} == {0}
+    [trailing] = bad(rows)
+    assert (trailing["kafka_offset"], trailing["reason_code"]) == (1, parse.REASON_TRAILING)
+
+
+def test_a_message_without_the_header_names_the_registry_setting(spark: Any) -> None:
+    from builders import encode
+
+    [batch] = make_batches(1, seed=34, records=(2, 2))
+    [row] = staged(spark, [encode(batch)], decoding())
+    assert row["reason_code"] == parse.REASON_BAD_HEADER
+    assert "ingest.schema_registry.url" in row["reason"]
+
+
+def test_the_tables_columns_no_writer_has_are_staged_as_nulls(spark: Any) -> None:
+    [batch] = make_batches(1, seed=35, records=(2, 2))
+    plan = Decoding(
+        reader=json.dumps(reader_schema()),
+        writers={1: json.dumps(with_plain_times(schema_versions()["v1"]))},
+        absent=(("env", "string"), ("trace_id", "string"), ("score", "bigint")),
+        table_columns=("env", "trace_id", "score"),
+    )
+    kafka = kafka_df(spark, [encode_with(schema_versions()["v1"], batch, 1)])
+    rows = parse.log_rows(kafka.transform(parse.stage(IngestSettings(), decoding=plan)))
+    assert rows.columns[-3:] == ["env", "trace_id", "score"]
+    assert dict(rows.dtypes)["score"] == "bigint"
+    assert {(r["env"], r["trace_id"], r["score"]) for r in rows.collect()} == {(None, None, None)}
