@@ -24,8 +24,8 @@ $(STAMP): pyproject.toml | system
 setup: $(STAMP) ## venv, Python deps, Spark/Hudi/Kafka jars (cached in ~/.cache/loglake)
 	$(BIN)/loglake setup
 
-demo: setup ## local Kafka + synthetic logs + ingest into a Hudi MOR table + summary
-	$(BIN)/loglake demo
+demo: setup ## local Kafka + synthetic logs + ingest into a Hudi MOR table + summary (REGISTRY=1: through a schema registry)
+	$(BIN)/loglake demo $(if $(REGISTRY),--schema-registry)
 
 test: setup ## the whole test suite (real Kafka, Spark, Hudi)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -99,6 +99,7 @@ def _cmd_produce(args: argparse.Namespace) -> int:
         records_per_message=args.records_per_message,
         encoding=args.encoding,
         confluent_wire_format=args.confluent_wire_format,
+        schema_registry=args.schema_registry,
     )
     _print_json(result)
     return EXIT_OK
@@ -137,7 +138,13 @@ def _cmd_table_summary(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from loglake.demo import run_demo
 
-    result = run_demo(messages=args.messages, port=args.port, workdir=args.workdir, assignments=args.set)
+    result = run_demo(
+        messages=args.messages,
+        port=args.port,
+        workdir=args.workdir,
+        assignments=args.set,
+        registry_port=args.registry_port if args.schema_registry else None,
+    )
     _print_json(result)
     return EXIT_OK
 
@@ -329,6 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--records-per-message", type=_records_range, default=(7, 25), metavar="MIN-MAX")
     p.add_argument("--encoding", choices=["avro", "json"], default="avro")
     p.add_argument("--confluent-wire-format", action="store_true", help="prefix Avro with the 5-byte header")
+    p.add_argument(
+        "--schema-registry",
+        metavar="URL",
+        help="register LogBatch under <topic>-value (BACKWARD) at this Confluent-compatible registry and put its "
+        "id in each message's header (implies --confluent-wire-format)",
+    )
     p.set_defaults(handler=_cmd_produce)
 
     p = sub.add_parser("ingest", help="run the streaming ingest job")
@@ -340,6 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--messages", type=int, default=3000)
     p.add_argument("--port", type=int, default=29092, help="port of the demo's own broker")
     p.add_argument("--workdir", type=Path, default=None, help="default $LOGLAKE_HOME/demo")
+    p.add_argument(
+        "--schema-registry",
+        action="store_true",
+        help="start a local schema registry too and produce three versions of the schema through it",
+    )
+    p.add_argument("--registry-port", type=int, default=28081, help="port of the demo's own schema registry")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(handler=_cmd_demo)
 

@@ -2,7 +2,8 @@
 
 Starts a real Kafka broker (its own data folder and port), produces synthetic log batches,
 ingests them with ``--once`` into a local Hudi table, prints the table read back, and stops the
-broker it started, also when a step fails.
+broker it started, also when a step fails. With a schema registry, it starts one too and produces
+three versions of the schema (a third of the messages each), whose added fields become columns.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loglake import jars, kafka_broker
+from loglake import jars, kafka_broker, registry_server
 from loglake.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ class DemoResult:
     rows_quarantined: int
     ingest_seconds: float
     table: dict[str, Any]
+    schema_registry: str | None = None
+    schema_ids: dict[str, int] | None = None
 
 
 def demo_settings(workdir: Path, bootstrap: str, topic: str, assignments: list[str]) -> Settings:
@@ -45,35 +48,62 @@ def demo_settings(workdir: Path, bootstrap: str, topic: str, assignments: list[s
     )
 
 
-def run_demo(messages: int, port: int, workdir: Path | None, assignments: list[str]) -> DemoResult:
+def run_demo(
+    messages: int, port: int, workdir: Path | None, assignments: list[str], registry_port: int | None = None
+) -> DemoResult:
     from ingest.job import run
-    from ingest.produce import produce
+    from ingest.produce import produce, schema_versions
     from ingest.summary import summarize
 
     workdir = workdir or jars.loglake_home() / "demo"
     data = workdir / "kafka"
     # A fresh broker and table each time, so the summary describes exactly this run.
+    registry_data = workdir / "registry"
     kafka_broker.stop(data_dir=data)
-    for folder in (data, workdir / "tables"):
+    registry_server.stop(data_dir=registry_data)
+    for folder in (data, registry_data, workdir / "tables"):
         shutil.rmtree(folder, ignore_errors=True)
     topic = "logs"
     bootstrap = kafka_broker.start(port=port, data_dir=data)
+    url: str | None = None
+    ids: dict[str, int] = {}
     try:
         kafka_broker.create_topic(bootstrap, topic, partitions=4)
-        produced = produce(bootstrap_servers=bootstrap, topic=topic, messages=messages, seed=42)
-        log.info("produced %d messages, %d records to %s", produced.messages, produced.records, topic)
+        if registry_port is None:
+            produced = produce(bootstrap_servers=bootstrap, topic=topic, messages=messages, seed=42)
+            n_messages, n_records = produced.messages, produced.records
+        else:
+            url = registry_server.start(port=registry_port, data_dir=registry_data)
+            n_messages = n_records = 0
+            for i, (version, schema) in enumerate(schema_versions().items()):
+                part = produce(
+                    bootstrap_servers=bootstrap,
+                    topic=topic,
+                    messages=messages // 3 + (1 if i < messages % 3 else 0),
+                    seed=42 + i,
+                    schema_registry=url,
+                    writer_schema=schema,
+                )
+                ids[version] = part.schema_id or 0
+                n_messages, n_records = n_messages + part.messages, n_records + part.records
+            assignments = [f"ingest.schema_registry.url={url}", *assignments]
+        log.info("produced %d messages, %d records to %s", n_messages, n_records, topic)
         settings = demo_settings(workdir, bootstrap, topic, assignments)
         result = run(settings, once=True)
         table = summarize(settings)
     finally:
         kafka_broker.stop(data_dir=data)
+        if registry_port is not None:
+            registry_server.stop(data_dir=registry_data)
     return DemoResult(
         bootstrap_servers=bootstrap,
         topic=topic,
-        messages_produced=produced.messages,
-        records_produced=produced.records,
+        messages_produced=n_messages,
+        records_produced=n_records,
         records_written=result.records_written,
         rows_quarantined=result.rows_quarantined,
         ingest_seconds=result.seconds,
         table=table,
+        schema_registry=url,
+        schema_ids=ids or None,
     )
