@@ -186,10 +186,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         # Resolution: the job's column-pruned lookup vs reading whole rows.
         wanted = [subject_id(n) for n in range(args.subjects)]
-        all_requests = parse_text(_requests(range(args.subjects)), "bench").requests
+        columns = settings.log_schema.subject_columns
+        all_requests = parse_text(_requests(range(args.subjects)), "bench", subject_columns=columns).requests
         subjects = resolve.subjects_frame(spark, all_requests)
         snapshot = spark.read.format("hudi").load(path)
-        pruned, resolve_pruned = _timed(lambda: resolve.match_records(snapshot, all_requests).count())
+        pruned, resolve_pruned = _timed(
+            lambda: resolve.match_records(snapshot, all_requests, subject_columns=columns).count()
+        )
         full_rows = snapshot.join(
             F.broadcast(subjects.where("kind = 'user_id'")), snapshot["user_id"] == subjects["value"]
         )
@@ -198,10 +201,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # Proportionality: file groups a dry run would touch for 1 and 10 subjects.
         scaling = {}
         for n in (1, 10):
-            dry = run_delete(settings, parse_text(_requests(range(n)), "bench"), dry_run=True, spark=spark)
+            requests = parse_text(_requests(range(n)), "bench", subject_columns=columns)
+            dry = run_delete(settings, requests, dry_run=True, spark=spark)
             scaling[str(n)] = {"records": dry.record_keys_found, "file_groups_touched": dry.file_groups_touched}
 
-        result = run_delete(settings, parse_text(_requests(range(args.subjects)), "bench"), do_purge=True, spark=spark)
+        requests = parse_text(_requests(range(args.subjects)), "bench", subject_columns=columns)
+        result = run_delete(settings, requests, do_purge=True, spark=spark)
         scaling[str(args.subjects)] = {
             "records": result.records_deleted,
             "file_groups_touched": result.file_groups_touched,

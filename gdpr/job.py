@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pyspark import StorageLevel
@@ -19,11 +20,11 @@ from pyspark.sql import functions as F
 
 from gdpr import ledger, purge, resolve
 from gdpr.ledger import LedgerEntry
-from gdpr.match import AvroDecoder, HashedIdentifier, Identifier, Matcher, json_decoder
-from gdpr.requests import ErasureRequest, ParsedRequests
+from gdpr.match import AvroDecoder, HashedIdentifier, Identifier, Matcher, json_decoder, parsed_schema
+from gdpr.requests import DEFAULT_SUBJECT_COLUMNS, RECORD_KEY_KIND, ErasureRequest, ParsedRequests, restrict
 from gdpr.verify import verify
 from loglake import retry, storage, table
-from loglake.errors import TableError
+from loglake.errors import ConfigError, TableError
 from loglake.settings import Settings
 from loglake.spark import get_spark
 from loglake.timer import StageTimer
@@ -78,22 +79,51 @@ def _file_groups(spark: SparkSession, path: str) -> set[tuple[str, str]]:
     return {(f.partition, f.file_group) for f in table.data_files(spark, path)}
 
 
-def message_decoders() -> list[Any]:
-    """How the verifier and the redaction decode a quarantined message by meaning: JSON, or the LogBatch contract."""
-    from ingest.schema import avro_schema_json
+def message_decoders(avro_schema: str | None = None) -> list[Any]:
+    """How the verifier and the redaction decode a quarantined message by meaning: JSON, or Avro with
+    the messages' schema, the .avsc file ``avro_schema`` (setting ``log_schema.avro_schema``), else
+    the LogBatch contract. A message neither reads whole is searched raw.
 
-    return [json_decoder, AvroDecoder(avro_schema_json())]
+    Raises:
+        ConfigError: the file cannot be read or holds no Avro schema.
+    """
+    if avro_schema is None:
+        from ingest.schema import avro_schema_json
+
+        return [json_decoder, AvroDecoder(avro_schema_json())]
+    path = Path(avro_schema).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+        # Parsed here, once: a decoder whose schema does not parse fails on every message, and each
+        # failure would quietly fall back to the raw search.
+        parsed_schema(text)
+    except OSError as exc:
+        raise ConfigError(f"setting log_schema.avro_schema={avro_schema}: {exc.strerror}") from None
+    except Exception as exc:
+        raise ConfigError(f"setting log_schema.avro_schema={avro_schema}: not an Avro schema: {exc}") from None
+    return [json_decoder, AvroDecoder(text)]
 
 
-def matcher_for(requests: Iterable[ErasureRequest], hashed: Iterable[HashedIdentifier] = (), salt: str = "") -> Matcher:
-    """The identifiers of ``requests`` (and ``hashed`` ones of earlier runs) under the table's matching rules."""
+def matcher_for(
+    requests: Iterable[ErasureRequest],
+    hashed: Iterable[HashedIdentifier] = (),
+    salt: str = "",
+    *,
+    subject_columns: Iterable[str] = DEFAULT_SUBJECT_COLUMNS,
+) -> Matcher:
+    """The identifiers of ``requests`` (and ``hashed`` ones of earlier runs) under the table's matching
+    rules, ``subject_columns`` being its identifier fields."""
     requests = list(requests)
+    hashed = list(hashed)
+    # A request erased before subject_columns changed is known only by its hash, which is looked for
+    # in identifier fields alone: its column stays one, or its leftovers would pass unseen.
+    earlier = {h.kind for h in hashed if h.kind != RECORD_KEY_KIND}
     return Matcher(
-        identifiers=[Identifier(r.request_id, r.value) for r in requests if r.kind != "record_key"],
-        record_keys=[Identifier(r.request_id, r.value) for r in requests if r.kind == "record_key"],
-        hashed=list(hashed),
+        identifiers=[Identifier(r.request_id, r.value) for r in requests if r.kind != RECORD_KEY_KIND],
+        record_keys=[Identifier(r.request_id, r.value) for r in requests if r.kind == RECORD_KEY_KIND],
+        hashed=hashed,
         salt=salt,
-        identifier_fields=frozenset(table.SUBJECT_COLUMNS),
+        identifier_fields=frozenset(subject_columns) | earlier,
         key_fields=KEY_FIELDS,
     )
 
@@ -158,6 +188,11 @@ def run_delete(
     or in the table's files, so it may be called with no requests at all.
     """
     path = settings.table.require_path()
+    subject_columns = settings.log_schema.subject_columns
+    # The caller may have parsed without these settings; a request for another column is refused here
+    # like a bad line, before the ledger records it as received.
+    parsed = restrict(parsed, subject_columns)
+    decoders = message_decoders(settings.log_schema.avro_schema)
     spark = spark or get_spark(settings, app_name=f"loglake-gdpr[{settings.table.name}]")
     if not table.table_exists(spark, path):
         raise TableError(f"table.path={path} is not a Hudi table (no .hoodie/hoodie.properties there); nothing deleted")
@@ -179,7 +214,9 @@ def run_delete(
     found = deleted = groups_touched = 0
     if requests:
         snapshot = spark.read.format("hudi").load(path)
-        matches = resolve.match_records(snapshot, requests).persist(StorageLevel.MEMORY_AND_DISK)
+        matches = resolve.match_records(snapshot, requests, subject_columns=subject_columns).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
         try:
             by_request = matches.groupBy("request_id", table.PARTITION_FIELD, "kafka_topic").agg(
                 F.count("*").alias("n")
@@ -242,7 +279,7 @@ def run_delete(
         # Quarantined messages of the subjects lose their raw bytes now, with the delete; the old file
         # versions go at the next purge's clean.
         result.quarantine_rows_redacted = purge.redact_quarantine(
-            spark, settings, matcher_for(requests), message_decoders()
+            spark, settings, matcher_for(requests, subject_columns=subject_columns), decoders
         )
         timer.lap("redact_quarantine")
         now = datetime.now(UTC)
@@ -268,7 +305,7 @@ def run_delete(
         timer.lap("ledger_deleted")
 
     if do_purge:
-        purge_and_verify(spark, settings, requests, result, timer, salt, run_id)
+        purge_and_verify(spark, settings, requests, result, timer, salt, run_id, decoders=decoders)
     result.kafka_copies = [kafka_retention(settings, t) for t in sorted(topics | {settings.kafka.topic})]
     timer.lap("kafka_retention")
 
@@ -294,11 +331,14 @@ def purge_and_verify(
     timer: StageTimer,
     salt: str,
     run_id: str,
+    *,
+    decoders: Sequence[Any],
 ) -> None:
     """Compact every partition whose latest files still hold deletes, clean both tables, then scan every file.
 
     Covers this run's requests and every request the ledger holds as deleted but not verified; those
     are checked by the ledger's salted hash, since this run was not given their identifiers.
+    Quarantined messages are decoded with ``decoders`` (:func:`message_decoders`).
     """
     path = settings.table.require_path()
     quarantine_path = settings.table.effective_quarantine_path
@@ -344,9 +384,9 @@ def purge_and_verify(
     timer.lap("ledger_purged")
 
     hashed = [HashedIdentifier(i, e.subject_kind, e.subject_hash) for i, e in pending.items() if i not in by_id]
-    matcher = matcher_for(requests, hashed, salt)
+    matcher = matcher_for(requests, hashed, salt, subject_columns=settings.log_schema.subject_columns)
     files = storage.list_files(spark, path) + storage.list_files(spark, quarantine_path)
-    checked = verify(spark, [f for f in files if not f.name.endswith(".crc")], matcher, message_decoders())
+    checked = verify(spark, [f for f in files if not f.name.endswith(".crc")], matcher, decoders)
     clean = checked.clean and outcome.refused is None and not outcome.partitions_pending
     result.verification = {
         **asdict(checked),

@@ -4,8 +4,9 @@ The verifier and the quarantine redaction share these rules, so what an erasure 
 what verification would call a leftover. Identifiers are compared byte for byte, never normalised
 (case, Unicode form, whitespace): a look-alike is somebody else.
 
-- **Identifier fields** (the table's identifier columns, and the same names inside decoded Avro or
-  JSON): a hit is a value *equal* to an erased identifier. ``u10`` is not ``u1``.
+- **Identifier fields** (the table's subject columns, setting ``log_schema.subject_columns``, and the
+  same names inside decoded Avro or JSON): a hit is a value *equal* to an erased identifier. ``u10``
+  is not ``u1``.
 - **Text** (messages, attribute keys and values, every other string): a hit is the identifier
   *bounded* on both sides by the start or end of the text, whitespace, or a delimiter
   (:data:`DELIMITERS`); sentence punctuation (``.!?``) may stand between the identifier and its

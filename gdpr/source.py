@@ -86,7 +86,7 @@ def requests_from_topic(settings: Settings, topic: str, timeout: float = 15.0) -
                     if off + 1 >= ends[p]:
                         pending.discard(p)
         log.info("read %d erasure requests from %s", len(messages), topic)
-        yield parse_messages(messages)
+        yield parse_messages(messages, subject_columns=settings.log_schema.subject_columns)
         if ends:
             consumer.commit(offsets=[TopicPartition(topic, p, end) for p, end in ends.items()], asynchronous=False)
     finally:

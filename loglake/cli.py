@@ -179,7 +179,11 @@ def _cmd_gdpr_delete(args: argparse.Namespace) -> int:
         # A purge without requests finishes the erasures earlier deletes left pending; a delete needs some.
         raise ConfigError("give --requests FILE or --requests-topic TOPIC (setting gdpr.requests_topic)")
     metrics = GdprMetrics()
-    from_file = erasure_requests.parse_file(args.requests) if args.requests else None
+    from_file = (
+        erasure_requests.parse_file(args.requests, subject_columns=settings.log_schema.subject_columns)
+        if args.requests
+        else None
+    )
     source = requests_from_topic(settings, topic) if topic else nullcontext(erasure_requests.ParsedRequests([], []))
     with source as from_topic:
         parsed = erasure_requests.ParsedRequests(
@@ -374,7 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = gsub.add_parser(name, help=text)
         _add_gdpr_flags(p)
-        p.add_argument("--requests", type=Path, help="JSON lines or CSV: request_id and one of user_id, email, ...")
+        p.add_argument(
+            "--requests",
+            type=Path,
+            help="JSON lines or CSV: request_id and one of log_schema.subject_columns "
+            "(default user_id, email, client_ip) or record_key",
+        )
         p.add_argument("--requests-topic", help="read requests from this Kafka topic (overrides gdpr.requests_topic)")
         if not purge_only:
             p.add_argument("--purge", action="store_true", help="compact, clean and verify after deleting")

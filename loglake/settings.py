@@ -209,6 +209,51 @@ class IngestSettings(_Model):
         return parse_duration(self.trigger)
 
 
+class LogSchemaSettings(_Model):
+    """The shape of the messages: which fields are what. Defaults: the LogBatch contract.
+
+    A message is a batch: fields of the batch plus an array of records. Each record becomes a row
+    with the batch's fields beside its own; the event time becomes the ``ts`` column and names the
+    ``event_date`` partition; the key fields (of the batch) and the record's index in the array make
+    the record key. Checked at start against the Avro schema (``avro_schema``, else the registry's
+    latest version of the topic's subject, else LogBatch), naming any field it lacks.
+    """
+
+    # An .avsc file: the messages' schema (the reader schema when a registry gives writer schemas).
+    avro_schema: str | None = None
+    records_field: str = "records"
+    # Batch fields that identify a batch: with the record index, the record key. Their values must
+    # be stable across resends (a producer retry), or a resend is a second copy.
+    key_fields: list[str] = Field(default_factory=lambda: ["service", "batch_id"], min_length=1)
+    # A record field: epoch number in event_time_unit, or an Avro timestamp-millis/-micros.
+    event_time_field: str = "ts"
+    event_time_unit: Literal["seconds", "millis", "micros"] = "millis"
+    # Columns from the batch and from each record; None: every field of that level (the records
+    # array and the event time excepted). Dotted paths are not supported: a nested struct is one column.
+    batch_fields: list[str] | None = None
+    record_fields: list[str] | None = None
+    # Columns that hold a data subject's identifiers: erasure requests name them, and they never get
+    # column statistics in Hudi's metadata table (min/max would keep identifiers out of reach).
+    subject_columns: list[str] = Field(default_factory=lambda: ["user_id", "email", "client_ip"], min_length=1)
+
+    @field_validator("avro_schema")
+    @classmethod
+    def _schema_file(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).expanduser().is_file():
+            raise ValueError(f"{value!r} is not a readable file")
+        return value
+
+    @field_validator("subject_columns", "key_fields", "batch_fields", "record_fields")
+    @classmethod
+    def _names(cls, value: list[str] | None) -> list[str] | None:
+        for name in value or []:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not a field name (letters, digits, underscore)")
+        if value is not None and len({n.lower() for n in value}) != len(value):
+            raise ValueError(f"{value} names a field twice")
+        return value
+
+
 class MetricsSettings(_Model):
     """Prometheus endpoints."""
 
@@ -286,6 +331,7 @@ class Settings(_Model):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     table: TableSettings = Field(default_factory=TableSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    log_schema: LogSchemaSettings = Field(default_factory=LogSchemaSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     gdpr: GdprSettings = Field(default_factory=GdprSettings)
     compaction: CompactionSettings = Field(default_factory=CompactionSettings)

@@ -7,8 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from gdpr.requests import parse_file, parse_messages, parse_text
+from gdpr.requests import (
+    DEFAULT_SUBJECT_COLUMNS,
+    IDENTIFIER_KINDS,
+    identifier_kinds,
+    parse_file,
+    parse_messages,
+    parse_text,
+    restrict,
+)
 from loglake.errors import ConfigError
+from loglake.settings import LogSchemaSettings, load_settings
+
+PHONE_TABLE = ["phone", "user_ref"]
 
 
 def test_jsonl_accepts_each_identifier_kind() -> None:
@@ -147,3 +158,70 @@ def test_csv_cells_keep_their_spaces_and_quoted_newlines() -> None:
     assert [(r.request_id, r.value) for r in parsed.requests] == [("r1", " u-1"), ("r2", "u\n2")]
     assert [r.source for r in parsed.rejections] == ["r.csv:5"]
     assert "only whitespace" in parsed.rejections[0].reason
+
+
+def test_default_kinds_are_the_settings_default() -> None:
+    assert list(DEFAULT_SUBJECT_COLUMNS) == LogSchemaSettings().subject_columns
+    assert identifier_kinds() == IDENTIFIER_KINDS == ("user_id", "email", "client_ip", "record_key")
+
+
+def test_configured_subject_columns_replace_the_default_ones() -> None:
+    columns = load_settings(assignments=["log_schema.subject_columns=[phone, user_ref]"]).log_schema.subject_columns
+    assert columns == PHONE_TABLE
+    text = "\n".join(
+        [
+            '{"request_id": "p", "phone": "+44 20 7946 0000"}',
+            '{"request_id": "u", "user_ref": "ref-1"}',
+            '{"request_id": "e", "email": "x@example.com"}',
+        ]
+    )
+    parsed = parse_text(text, "r.jsonl", subject_columns=columns)
+    assert [(r.request_id, r.kind, r.value, r.source) for r in parsed.requests] == [
+        ("p", "phone", "+44 20 7946 0000", "r.jsonl:1"),
+        ("u", "user_ref", "ref-1", "r.jsonl:2"),
+    ]
+    assert [r.source for r in parsed.rejections] == ["r.jsonl:3"]
+    assert parsed.rejections[0].reason == (
+        "unknown column email; expected request_id and one of phone, user_ref, record_key"
+    )
+
+
+def test_configured_columns_in_csv_files_and_messages(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text("request_id,phone,user_ref\nr1,555-0100,\nr2,,ref-2\nr3,555-0101,ref-3\n")
+    parsed = parse_file(path, subject_columns=PHONE_TABLE)
+    assert [(r.request_id, r.kind) for r in parsed.requests] == [("r1", "phone"), ("r2", "user_ref")]
+    assert [(r.source, "2 identifiers" in r.reason) for r in parsed.rejections] == [("r.csv:4", True)]
+    # The default columns are not known to a table configured without them, in a header as in a message.
+    assert (
+        "unknown column user_id"
+        in parse_text("request_id,user_id\nr1,u-1\n", "r.csv", subject_columns=PHONE_TABLE).rejections[0].reason
+    )
+    parsed = parse_messages(
+        [("req[0]@0", b'{"request_id": "k1", "user_id": "u-1"}'), ("req[0]@1", b'{"request_id": "k2", "phone": "1"}')],
+        subject_columns=PHONE_TABLE,
+    )
+    assert [(r.request_id, r.kind, r.source) for r in parsed.requests] == [("k2", "phone", "req[0]@1")]
+    assert [r.source for r in parsed.rejections] == ["req[0]@0"]
+    assert "phone, user_ref, record_key" in parsed.rejections[0].reason
+    # A request with no identifier names the configured columns too.
+    empty = parse_text('{"request_id": "n"}', "r.jsonl", subject_columns=PHONE_TABLE).rejections[0].reason
+    assert empty.endswith("expected one of phone, user_ref, record_key")
+
+
+def test_requests_parsed_for_other_columns_are_restricted_to_the_configured_ones() -> None:
+    parsed = parse_text(
+        '{"request_id": "a", "email": "x@example.com"}\n{"request_id": "b", "record_key": "api:b1:0"}\nnot json',
+        "r.jsonl",
+    )
+    kept = restrict(parsed, PHONE_TABLE)
+    assert [r.request_id for r in kept.requests] == ["b"]
+    assert [r.source for r in kept.rejections] == ["r.jsonl:3", "r.jsonl:1"]
+    assert "one of phone, user_ref, record_key" in kept.rejections[1].reason
+    assert restrict(parsed, DEFAULT_SUBJECT_COLUMNS) == parsed
+
+
+@pytest.mark.parametrize("column", ["request_id", "record_key", "Received_At"])
+def test_a_subject_column_named_like_a_request_field_is_refused(column: str) -> None:
+    with pytest.raises(ConfigError, match=rf"log_schema.subject_columns: {column} cannot be"):
+        parse_text('{"request_id": "a", "phone": "1"}', "r.jsonl", subject_columns=["phone", column])
