@@ -23,6 +23,8 @@ from ingest import checkpoint_lock, failures, source
 from ingest.health import KafkaProbe
 from ingest.listener import IngestListener, QueueAge
 from ingest.metrics import IngestMetrics
+from ingest.shape import LogShape
+from ingest.shape import load as load_shape
 from ingest.sink import BatchWriter
 from loglake import __version__
 from loglake import metrics as prom
@@ -70,12 +72,14 @@ def run(settings: Settings, *, once: bool = False, metrics: IngestMetrics | None
             ("ingest.checkpoint_dir", settings.checkpoint_dir),
         ]
     )
+    # The messages' shape is checked against their schema before anything starts.
+    shape = load_shape(settings)
     with checkpoint_lock.hold(settings.checkpoint_dir):
         source.check_reachable(settings.kafka)
-        return _run(settings, once=once, metrics=metrics)
+        return _run(settings, shape, once=once, metrics=metrics)
 
 
-def _run(settings: Settings, *, once: bool, metrics: IngestMetrics | None) -> IngestResult:
+def _run(settings: Settings, shape: LogShape, *, once: bool, metrics: IngestMetrics | None) -> IngestResult:
     table_path = settings.table.require_path()
 
     metrics = metrics or IngestMetrics()
@@ -85,7 +89,7 @@ def _run(settings: Settings, *, once: bool, metrics: IngestMetrics | None) -> In
 
     spark = get_spark(settings, app_name=f"loglake-ingest[{settings.table.name}]")
     queue_age = QueueAge(settings.kafka.bootstrap_servers)
-    writer = BatchWriter(settings, metrics)
+    writer = BatchWriter(settings, metrics, shape)
     probe = KafkaProbe(settings.kafka, metrics)
     listener = IngestListener(
         metrics,

@@ -18,7 +18,6 @@ message's size bounds what any one row holds.
 
 from __future__ import annotations
 
-import json
 import operator
 from collections.abc import Callable
 from functools import reduce
@@ -28,16 +27,16 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.avro.functions import from_avro, to_avro
 
-from ingest.schema import BATCH_TIME_FIELD, RECORDS_FIELD, Decoding, reader_schema
+from ingest.schema import Decoding
+from ingest.shape import EVENT_TIME_COLUMN, LogShape, default_shape
 from loglake.settings import IngestSettings
 from loglake.table import (
-    LOG_COLUMNS,
     PARTITION_FIELD,
     QUARANTINE_COLUMNS,
     QUARANTINE_KEY,
     QUARANTINE_PARTITION_FIELD,
     RECORD_KEY,
-    record_key,
+    record_key_of,
     utc_date,
 )
 
@@ -62,6 +61,11 @@ REASON_UNKNOWN_SCHEMA = "unknown_schema_id"
 REASON_INCOMPATIBLE_SCHEMA = "incompatible_schema"
 REASON_SCHEMA_PENDING = "schema_id_pending"
 
+# Staged columns that are not the log table's: what a bad row carries to the quarantine. The batch
+# label (the last key field, e.g. batch_id) is the quarantine's batch_id.
+BATCH_LABEL = "_batch_label"
+STAGING_COLUMNS = ("reason_code", "reason", "raw_value", "record_json", "kafka_timestamp", "kafka_key", BATCH_LABEL)
+
 # The checks that cost the most per record: the strict Avro re-encode and the UTF-8 round trip (half
 # of the staging time between them). The writer runs them once per batch, in its counting pass, and
 # its write pass skips them ("deferred") and leaves out the rows they flagged by Kafka coordinates.
@@ -72,11 +76,8 @@ COORDINATES = ("kafka_topic", "kafka_partition", "kafka_offset")
 MESSAGES_SCHEMA = "kafka_topic string, kafka_partition int, kafka_offset long"
 FLAGGED_SCHEMA = f"{MESSAGES_SCHEMA}, record_index int"
 
-_BATCH_STRINGS = ("batch_id", "service", "host", "region")
-_RECORD_STRINGS = ("level", "user_id", "email", "client_ip", "event", "message")
-
+# The JSON encoding carries the LogBatch contract only.
 _BATCH_REQUIRED = ("batch_id", "service", "host", "sent_at", "records")
-_RECORD_REQUIRED = ("level", "event", "message")
 
 # The JSON twin of log_batch.avsc; timestamps arrive as epoch milliseconds.
 _JSON_RECORD = T.StructType(
@@ -137,8 +138,8 @@ def once(df: DataFrame, column: Column, name: str) -> DataFrame:
 
 
 def epoch_millis_schema() -> str:
-    """The LogBatch writer schema with its time fields read as plain longs (:data:`ingest.schema.BATCH_TIME_FIELD`)."""
-    return json.dumps(reader_schema())
+    """The LogBatch schema with its timestamps read as plain longs (:func:`ingest.shape.with_plain_times`)."""
+    return default_shape().schema
 
 
 def schema_id() -> Column:
@@ -175,10 +176,12 @@ def _first_invalid_utf8(named: list[tuple[str, Column]]) -> Column:
     return F.coalesce(*[F.when(invalid_utf8(col), F.lit(name)) for name, col in named])
 
 
-def _batch_checks(settings: IngestSettings, batch: Column, deferred: bool) -> list[tuple[Column, str, Column]]:
+def _batch_checks(
+    settings: IngestSettings, batch: Column, deferred: bool, shape: LogShape
+) -> list[tuple[Column, str, Column]]:
     """Message-level checks shared by both encodings, after decoding: record count, UTF-8 of batch fields."""
-    count = F.size(batch["records"])
-    strings = [(c, batch[c]) for c in _BATCH_STRINGS]
+    count = F.size(batch[shape.records_field])
+    strings = [(c, batch[c]) for c in shape.batch_strings]
     utf8 = (
         invalid_utf8(*(col for _, col in strings)),
         REASON_INVALID_UTF8,
@@ -194,7 +197,7 @@ def _batch_checks(settings: IngestSettings, batch: Column, deferred: bool) -> li
                 F.lit(settings.max_records_per_message),
             ),
         ),
-        *([] if deferred else [utf8]),
+        *([] if deferred or not strings else [utf8]),
     ]
 
 
@@ -227,14 +230,16 @@ def _id_checks(decoding: Decoding) -> list[tuple[Column, str, Column]]:
 
 
 def _avro_batch(
-    settings: IngestSettings, deferred: bool, decoding: Decoding | None
+    settings: IngestSettings, deferred: bool, decoding: Decoding | None, shape: LogShape
 ) -> Callable[[DataFrame], DataFrame]:
-    """Decode binary Avro (optionally after the 5-byte Confluent header) into ``batch`` with ms times.
+    """Decode binary Avro (optionally after the 5-byte Confluent header) into ``batch``.
 
     With a ``decoding`` (schema registry), each message is read with the writer schema of its id into
-    the one reader schema; without, with the LogBatch schema of this release.
+    the one reader schema; without, with the messages' schema (:attr:`LogShape.schema`).
     """
-    reader = decoding.reader if decoding is not None else epoch_millis_schema()
+    reader = decoding.reader if decoding is not None else shape.schema
+    # A good batch always has its first key field (required, non-null); a failed decode has none.
+    marker = shape.key_fields[0]
     # Writer schemas by id come from the header: a decoding implies it.
     header = settings.wire_header or decoding is not None
 
@@ -263,8 +268,8 @@ def _avro_batch(
         else:
             decoded = read(F.col("_payload"), reader)
         df = once(df, decoded, "_avro")
-        # PERMISSIVE from_avro yields a struct of nulls on failure; batch_id is never null in a good one.
-        failed = F.col("_avro")["batch_id"].isNull()
+        # PERMISSIVE from_avro yields a struct of nulls on failure.
+        failed = F.col("_avro")[marker].isNull()
         if settings.strict_avro and not deferred:
             # The length of a message re-encoded with its own writer schema (a decode resolved into
             # another reader schema has other fields, so those are decoded once more as written).
@@ -274,7 +279,7 @@ def _avro_batch(
 
             def shortened_ok(writer: str) -> Column:
                 shortened = F.expr("substring(_payload, 1, length(_payload) - 1)")
-                return from_avro(shortened, writer, {"mode": "PERMISSIVE"})["batch_id"].isNotNull()
+                return from_avro(shortened, writer, {"mode": "PERMISSIVE"})[marker].isNotNull()
 
             if decoding is None:
                 length, shorter = reencoded(reader), shortened_ok(reader)
@@ -319,28 +324,25 @@ def _avro_batch(
                 F.lit(
                     "not binary Avro of its schema id: truncated or not Avro"
                     if decoding is not None
-                    else "not a binary-Avro LogBatch: truncated, not Avro, or written with another schema"
+                    else "not a binary-Avro batch of the messages' schema: truncated, not Avro, or written with "
+                    "another schema"
                 ),
             ),
             (
                 trailing,
                 REASON_TRAILING,
                 F.format_string(
-                    "the decoded LogBatch accounts for %d of %d bytes: trailing data or another schema",
+                    "the decoded batch accounts for %d of %d bytes: trailing data or another schema",
                     used,
                     F.length("_payload"),
                 ),
             ),
-            *_batch_checks(settings, avro, deferred),
+            *_batch_checks(settings, avro, deferred, shape),
         )
         extra = decoding.batch_fields if decoding is not None else ()
         batch = F.struct(
-            avro["batch_id"].alias("batch_id"),
-            avro["service"].alias("service"),
-            avro["host"].alias("host"),
-            avro["region"].alias("region"),
-            avro[BATCH_TIME_FIELD].alias("sent_at_ms"),
-            avro[RECORDS_FIELD].alias("records"),
+            *(avro[f].alias(f) for f in shape.batch_fields_read),
+            avro[shape.records_field].alias("records"),
             *(avro[f].alias(f) for f in extra),
         )
         return _decoded(df, code, text, batch)
@@ -356,7 +358,7 @@ def _decoded(df: DataFrame, code: Column, text: Column, batch: Column) -> DataFr
     return once(df, result, "_decoded").select(*kafka, "_decoded.reason_code", "_decoded.reason", "_decoded.batch")
 
 
-def _json_batch(settings: IngestSettings, deferred: bool) -> Callable[[DataFrame], DataFrame]:
+def _json_batch(settings: IngestSettings, deferred: bool, shape: LogShape) -> Callable[[DataFrame], DataFrame]:
     """Decode a JSON LogBatch into the same ``batch`` shape as :func:`_avro_batch`."""
 
     def transform(df: DataFrame) -> DataFrame:
@@ -381,7 +383,7 @@ def _json_batch(settings: IngestSettings, deferred: bool) -> Callable[[DataFrame
             ),
             (j.isNull() | nothing, REASON_NOT_JSON, F.lit("not a JSON LogBatch object")),
             *missing,
-            *_batch_checks(settings, j, deferred),
+            *_batch_checks(settings, j, deferred, shape),
         )
         records = F.transform(
             j["records"],
@@ -398,7 +400,7 @@ def _json_batch(settings: IngestSettings, deferred: bool) -> Callable[[DataFrame
             j["service"].alias("service"),
             j["host"].alias("host"),
             j["region"].alias("region"),
-            j["sent_at"].alias("sent_at_ms"),
+            j["sent_at"].alias("sent_at"),
             records.alias("records"),
         )
         return _decoded(df, code, text, batch)
@@ -407,17 +409,21 @@ def _json_batch(settings: IngestSettings, deferred: bool) -> Callable[[DataFrame
 
 
 def decode(
-    settings: IngestSettings, deferred: bool = False, decoding: Decoding | None = None
+    settings: IngestSettings,
+    deferred: bool = False,
+    decoding: Decoding | None = None,
+    shape: LogShape | None = None,
 ) -> Callable[[DataFrame], DataFrame]:
     """Kafka rows -> one row per message: Kafka coordinates, ``batch`` (null if bad), ``reason``.
 
     ``deferred`` leaves out the checks of :data:`DEFERRED_REASONS`; ``decoding`` gives the writer
-    schemas by id (schema registry).
+    schemas by id (schema registry); ``shape`` the messages' fields (default: LogBatch).
     """
+    shape = shape or default_shape()
     if settings.encoding == "avro":
-        batch = _avro_batch(settings, deferred, decoding)
+        batch = _avro_batch(settings, deferred, decoding, shape)
     else:
-        batch = _json_batch(settings, deferred)
+        batch = _json_batch(settings, deferred, shape)
 
     def transform(df: DataFrame) -> DataFrame:
         return df.transform(_kafka_columns).transform(batch)
@@ -425,28 +431,51 @@ def decode(
     return transform
 
 
-def _record_failures(rec: Column, index: Column, deferred: bool) -> list[tuple[Column, str, Column]]:
+# The range of a usable event time in each unit; a value in it converts to milliseconds without overflow.
+_PER_MS = {"seconds": 1000, "millis": 1, "micros": 0.001}
+_UNIT_WORDS = {"seconds": "seconds", "millis": "milliseconds", "micros": "microseconds"}
+
+
+def event_time_ms(value: Column, unit: str) -> Column:
+    """An epoch number in ``unit`` as epoch milliseconds (long)."""
+    if unit == "seconds":
+        return value * F.lit(1000)
+    if unit == "micros":
+        return F.floor(value / F.lit(1000)).cast("long")
+    return value
+
+
+def _timestamp(value: Column, unit: str) -> Column:
+    if unit == "seconds":
+        return F.timestamp_seconds(value)
+    if unit == "micros":
+        return F.timestamp_micros(value)
+    return F.timestamp_millis(value)
+
+
+def _record_failures(rec: Column, index: Column, deferred: bool, shape: LogShape) -> list[tuple[Column, str, Column]]:
     where = F.format_string("record %d: ", index)
-    ts = rec["ts"]
-    strings = [(c, rec[c]) for c in _RECORD_STRINGS]
-    strings += [
-        ("attributes", F.array_join(F.map_keys(rec["attributes"]), "")),
-        ("attributes", F.array_join(F.map_values(rec["attributes"]), "")),
-    ]
+    name, unit = shape.event_time_field, shape.event_time_unit
+    words = _UNIT_WORDS[unit]
+    ts = rec[name]
+    low, high = (int(bound / _PER_MS[unit]) for bound in (TS_MIN_MS, TS_MAX_MS))
+    strings = [(c, rec[c]) for c in shape.record_strings]
+    for m in shape.record_string_maps:
+        strings += [(m, F.array_join(F.map_keys(rec[m]), "")), (m, F.array_join(F.map_values(rec[m]), ""))]
     checks = [
-        (rec.isNull(), REASON_NULL_RECORD, F.concat(where, F.lit("null instead of a LogRecord"))),
-        (ts.isNull(), REASON_BAD_TS, F.concat(where, F.lit("ts is missing or not epoch milliseconds"))),
+        (rec.isNull(), REASON_NULL_RECORD, F.concat(where, F.lit("null instead of a record"))),
+        (ts.isNull(), REASON_BAD_TS, F.concat(where, F.lit(f"{name} is missing or not epoch {words}"))),
         (
-            (ts < TS_MIN_MS) | (ts >= TS_MAX_MS),
+            (ts < low) | (ts >= high),
             REASON_BAD_TS,
-            F.concat(where, F.format_string("ts %d is outside [1970-01-01, 2100-01-01) in epoch milliseconds", ts)),
+            F.concat(where, F.format_string(f"{name} %d is outside [1970-01-01, 2100-01-01) in epoch {words}", ts)),
         ),
     ]
     checks += [
         (rec[f].isNull(), REASON_MISSING_FIELD, F.concat(where, F.lit(f"field {f} is missing")))
-        for f in _RECORD_REQUIRED
+        for f in shape.record_required
     ]
-    if not deferred:
+    if not deferred and strings:
         checks.append(
             (
                 invalid_utf8(*(col for _, col in strings)),
@@ -458,7 +487,10 @@ def _record_failures(rec: Column, index: Column, deferred: bool) -> list[tuple[C
 
 
 def flatten(
-    ingested_at: Column | None = None, deferred: bool = False, decoding: Decoding | None = None
+    ingested_at: Column | None = None,
+    deferred: bool = False,
+    decoding: Decoding | None = None,
+    shape: LogShape | None = None,
 ) -> Callable[[DataFrame], DataFrame]:
     """Decoded messages -> staged rows: one per good record, one per bad record, one per bad message.
 
@@ -475,13 +507,25 @@ def flatten(
     With a ``decoding``, the fields writers added follow the contract's columns (:attr:`Decoding.columns`).
     """
     now = ingested_at if ingested_at is not None else F.current_timestamp()
+    shape = shape or default_shape()
     batch_extra = decoding.batch_fields if decoding is not None else ()
     record_extra = decoding.record_fields if decoding is not None else ()
-    absent = decoding.absent if decoding is not None else ()
+    r = F.col("col")
+
+    def column(value: Column, name: str) -> Column:
+        unit = shape.time_unit(name)
+        return (_timestamp(value, unit) if unit else value).alias(name)
+
+    extras = {name: F.lit(None).cast(kind) for name, kind in (decoding.absent if decoding is not None else ())}
+    extras |= {c: F.col(f"_b_{c}") for c in batch_extra}
+    extras |= {c: r[c] for c in record_extra}
+    order = decoding.columns if decoding is not None else ()
+    ts_ms = event_time_ms(r[shape.event_time_field], shape.event_time_unit)
+    last_key = shape.key_fields[-1]
 
     def transform(df: DataFrame) -> DataFrame:
         kafka = ["kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "kafka_key"]
-        scalars = ("batch_id", "service", "host", "region", "sent_at_ms", *batch_extra)
+        scalars = (*shape.batch_fields_read, *batch_extra)
         message_bad = F.col("reason_code").isNotNull()
         messages = df.select(
             *kafka,
@@ -497,9 +541,9 @@ def flatten(
         exploded = messages.select(
             *kafka, "_raw", "_m_code", "_m_text", *(f"_b_{c}" for c in scalars), F.posexplode_outer("_records")
         ).where(F.col("_m_code").isNotNull() | F.col("pos").isNotNull())
-        r, index = F.col("col"), F.col("pos")
+        index = F.col("pos")
         whole = F.col("_m_code").isNotNull()
-        rec_code, rec_text = _first_reason(*_record_failures(r, index, deferred))
+        rec_code, rec_text = _first_reason(*_record_failures(r, index, deferred, shape))
         # Pinned (:func:`once`): the filters downstream would otherwise run every check a second time.
         coded = once(exploded, F.when(whole, F.col("_m_code")).otherwise(rec_code), "reason_code")
         code = F.col("reason_code")
@@ -511,16 +555,16 @@ def flatten(
             F.when(whole, F.col("_m_text")).when(~good, rec_text).alias("reason"),
             index.alias("record_index"),
             F.when(~good & r.isNotNull(), F.to_json(r)).alias("record_json"),
-            F.when(index.isNotNull(), record_key(F.col("_b_service"), F.col("_b_batch_id"), index)).alias(RECORD_KEY),
-            F.when(good, F.timestamp_millis(r["ts"])).alias("ts"),
-            *(r[c].alias(c) for c in ("level", "user_id", "email", "client_ip", "event", "message", "attributes")),
-            *(F.col(f"_b_{c}").alias(c) for c in ("batch_id", "service", "host", "region")),
-            F.timestamp_millis(F.col("_b_sent_at_ms")).alias("sent_at"),
+            F.when(
+                index.isNotNull(), record_key_of([F.col(f"_b_{k}").cast("string") for k in shape.key_fields], index)
+            ).alias(RECORD_KEY),
+            F.when(good, _timestamp(r[shape.event_time_field], shape.event_time_unit)).alias(EVENT_TIME_COLUMN),
+            *(column(r[c], c) for c in shape.record_columns),
+            *(column(F.col(f"_b_{c}"), c) for c in shape.batch_columns),
             now.alias("ingested_at"),
-            F.when(good, utc_date(r["ts"])).alias(PARTITION_FIELD),
-            *(F.lit(None).cast(kind).alias(name) for name, kind in absent),
-            *(F.col(f"_b_{c}").alias(c) for c in batch_extra),
-            *(r[c].alias(c) for c in record_extra),
+            F.when(good, utc_date(ts_ms)).alias(PARTITION_FIELD),
+            F.col(f"_b_{last_key}").cast("string").alias(BATCH_LABEL),
+            *(extras[c].alias(c) for c in order),
         )
 
     return transform
@@ -560,7 +604,7 @@ def first_row_of_message() -> Column:
     return index.isNull() | (index == 0)
 
 
-def tally(staged: DataFrame, limit: int) -> DataFrame:
+def tally(staged: DataFrame, limit: int, shape: LogShape | None = None) -> DataFrame:
     """One aggregation over ``staged`` that serves the writer's counts and its repeat check.
 
     Rows per (``reason_code``, ``kafka_topic``, ``kafka_partition``) with ``grouping`` 0: ``rows``,
@@ -577,12 +621,14 @@ def tally(staged: DataFrame, limit: int) -> DataFrame:
     the pass).
     """
     flags = staged.select("*", first_row_of_message().alias("_first"))
+    # The key fields are validated identifiers; backquoted all the same.
+    identity = ", ".join(f"`{k}`" for k in (shape or default_shape()).key_fields)
     return staged.sparkSession.sql(
         """
         WITH folded AS (
             SELECT reason_code, kafka_topic, kafka_partition,
                    CASE WHEN reason_code IS NOT NULL THEN struct(kafka_offset, record_index) END AS bad,
-                   CASE WHEN record_index = 0 THEN struct(service, batch_id) END AS identity,
+                   CASE WHEN record_index = 0 THEN struct({identity}) END AS identity,
                    count(1) AS rows,
                    count_if(_first) AS messages,
                    min(kafka_offset) AS first_offset,
@@ -599,21 +645,21 @@ def tally(staged: DataFrame, limit: int) -> DataFrame:
                slice(collect_list(bad), 1, :keep) AS bad_rows
         FROM folded
         GROUP BY GROUPING SETS ((reason_code, kafka_topic, kafka_partition), ())
-        """,
+        """.replace("{identity}", identity),
         args={"keep": limit + 1},
         staged=flags,
     )
 
 
-def repeated_batches(staged: DataFrame) -> DataFrame:
-    """(service, batch_id, copies) of every batch that arrived more than once in ``staged``.
+def repeated_batches(staged: DataFrame, shape: LogShape | None = None) -> DataFrame:
+    """(key fields..., copies) of every batch that arrived more than once in ``staged``.
 
     Checked on one row per message (record 0), so it costs an aggregation over messages, not
     records. A producer retry that lands in the same micro-batch as the original shows up here.
     """
     return (
         staged.where(F.col("record_index") == 0)
-        .groupBy("service", "batch_id")
+        .groupBy(*(shape or default_shape()).key_fields)
         .agg(F.count(F.lit(1)).alias("copies"))
         .where(F.col("copies") > 1)
     )
@@ -629,14 +675,11 @@ def latest_copy_per_key(rows: DataFrame) -> DataFrame:
     return rows.withColumn("_copy", F.row_number().over(order)).where(F.col("_copy") == 1).drop("_copy")
 
 
-# Staged columns that are not the log table's: what a bad row carries to the quarantine.
-STAGING_COLUMNS = ("reason_code", "reason", "raw_value", "record_json", "kafka_timestamp", "kafka_key")
-
-
-def log_rows(staged: DataFrame) -> DataFrame:
-    """The good rows, projected onto the log table's columns (the contract's, then any a writer schema added)."""
-    extra = [c for c in staged.columns if c not in LOG_COLUMNS and c not in STAGING_COLUMNS]
-    return staged.where(F.col("reason_code").isNull()).select(*LOG_COLUMNS, *extra)
+def log_rows(staged: DataFrame, shape: LogShape | None = None) -> DataFrame:
+    """The good rows, projected onto the log table's columns (the shape's, then any a writer schema added)."""
+    columns = (shape or default_shape()).columns
+    extra = [c for c in staged.columns if c not in columns and c not in STAGING_COLUMNS]
+    return staged.where(F.col("reason_code").isNull()).select(*columns, *extra)
 
 
 def quarantine_rows(staged: DataFrame, quarantined_at: Column | None = None) -> DataFrame:
@@ -662,7 +705,7 @@ def quarantine_rows(staged: DataFrame, quarantined_at: Column | None = None) -> 
             "raw_value",
             "record_index",
             "record_json",
-            "batch_id",
+            F.col(BATCH_LABEL).alias("batch_id"),
             now.alias("quarantined_at"),
             utc_date(F.unix_millis("kafka_timestamp")).alias(QUARANTINE_PARTITION_FIELD),
         )
@@ -671,17 +714,21 @@ def quarantine_rows(staged: DataFrame, quarantined_at: Column | None = None) -> 
 
 
 def stage(
-    settings: IngestSettings, deferred: bool = False, decoding: Decoding | None = None
+    settings: IngestSettings,
+    deferred: bool = False,
+    decoding: Decoding | None = None,
+    shape: LogShape | None = None,
 ) -> Callable[[DataFrame], DataFrame]:
     """Kafka rows -> staged rows (decode then flatten): the whole per-record path of ingest.
 
     ``deferred`` skips the checks of :data:`DEFERRED_REASONS`: only for a pass whose rows those checks
-    already flagged, by :func:`without_flagged`. ``decoding``: writer schemas by id (schema registry).
+    already flagged, by :func:`without_flagged`. ``decoding``: writer schemas by id (schema registry);
+    ``shape``: the messages' fields (default: LogBatch).
     """
 
     def transform(df: DataFrame) -> DataFrame:
-        return df.transform(decode(settings, deferred, decoding)).transform(
-            flatten(deferred=deferred, decoding=decoding)
+        return df.transform(decode(settings, deferred, decoding, shape)).transform(
+            flatten(deferred=deferred, decoding=decoding, shape=shape)
         )
 
     return transform

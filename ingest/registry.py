@@ -22,7 +22,8 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from ingest.metrics import IngestMetrics
-from ingest.schema import Decoding, SchemaMismatch, merge, reader_schema, with_plain_times
+from ingest.schema import Decoding, SchemaMismatch, merge, record_schema
+from ingest.shape import LogShape, with_plain_times
 from loglake.errors import SchemaRegistryUnavailableError
 from loglake.settings import SchemaRegistrySettings
 
@@ -48,6 +49,7 @@ class SchemaBook:
         self,
         spark: SparkSession,
         settings: SchemaRegistrySettings,
+        shape: LogShape,
         reserved: Iterable[str],
         table_columns: Mapping[str, str] | None = None,
         metrics: IngestMetrics | None = None,
@@ -62,7 +64,8 @@ class SchemaBook:
         self._metrics = metrics
         self._reserved = set(reserved)
         self._table = dict(table_columns or {})
-        self._reader = reader_schema()
+        self._shape = shape
+        self._reader: dict[str, Any] = json.loads(shape.schema)
         self._writers: dict[int, str] = {}
         self._rejected: dict[int, str] = {}
         self._unknown: dict[int, None] = {}
@@ -137,12 +140,12 @@ class SchemaBook:
         try:
             parsed = json.loads(text)
             # A bare primitive schema ("string") is valid Avro, and no LogBatch.
-            writer = with_plain_times(parsed) if isinstance(parsed, dict) else parsed
+            writer = with_plain_times(parsed, self._shape) if isinstance(parsed, dict) else parsed
             if not isinstance(writer, dict) or writer.get("type") != "record":
                 raise SchemaMismatch(
                     f"not an Avro record schema but {writer.get('type') if isinstance(writer, dict) else writer}"
                 )
-            reader, batch_new, record_new = merge(self._reader, writer, self._reserved)
+            reader, batch_new, record_new = merge(self._reader, writer, self._reserved, self._shape.records_field)
             self._check_types(reader, batch_new, record_new)
             self._check_resolves(reader, writer)
         except (SchemaMismatch, ValueError) as exc:
@@ -187,10 +190,8 @@ class SchemaBook:
         """A new field must have the Spark type of the table's column of that name, if it has one."""
         if not self._table:
             return
-        from ingest.schema import record_schema
-
         jvm = self._jvm()
-        for level, names in ((reader, batch_new), (record_schema(reader), record_new)):
+        for level, names in ((reader, batch_new), (record_schema(reader, self._shape.records_field), record_new)):
             for f in level["fields"]:
                 if f["name"] not in names or f["name"] not in self._table:
                     continue

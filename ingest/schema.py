@@ -8,7 +8,6 @@ and the resolution check live in :mod:`ingest.registry`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,53 +30,23 @@ def avro_schema() -> dict[str, Any]:
     return schema
 
 
-# The table's time columns come from these Avro fields. Decoded as plain longs (the bytes are the
-# same): Spark turns a timestamp-millis into microseconds and fails on overflow, which made a record
-# with ts = Long.MIN look like an undecodable message; read as a long it is a record with a bad ts.
-BATCH_TIME_FIELD = "sent_at"
-RECORD_TIME_FIELD = "ts"
-RECORDS_FIELD = "records"
-
-
 class SchemaMismatch(ValueError):
     """A writer schema the table cannot take; the message says which field and why."""
 
 
-def record_schema(batch: dict[str, Any]) -> dict[str, Any]:
-    """The record schema inside a LogBatch-shaped schema (the items of its ``records`` array).
+def record_schema(batch: dict[str, Any], records_field: str = "records") -> dict[str, Any]:
+    """The record schema inside a batch schema (the items of its ``records_field`` array).
 
     Raises:
-        SchemaMismatch: there is no ``records`` field holding an array of records.
+        SchemaMismatch: there is no such field holding an array of records.
     """
     for f in batch.get("fields", []):
-        if f["name"] == RECORDS_FIELD:
+        if f["name"] == records_field:
             array = f["type"]
             items = array.get("items") if isinstance(array, dict) and array.get("type") == "array" else None
             if isinstance(items, dict) and items.get("type") == "record":
                 return items
-    raise SchemaMismatch(f"field {RECORDS_FIELD} is missing or is not an array of records")
-
-
-def with_plain_times(batch: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a LogBatch-shaped schema whose time fields are plain ``long`` (see :data:`BATCH_TIME_FIELD`)."""
-    out = json.loads(json.dumps(batch))
-
-    def plain(fields: list[dict[str, Any]], name: str) -> None:
-        for f in fields:
-            t = f["type"]
-            if f["name"] == name and isinstance(t, dict) and t.get("type") == "long":
-                f["type"] = "long"
-
-    plain(out.get("fields", []), BATCH_TIME_FIELD)
-    # A schema without records fails the resolution check, which names the field.
-    with contextlib.suppress(SchemaMismatch):
-        plain(record_schema(out).get("fields", []), RECORD_TIME_FIELD)
-    return out
-
-
-def reader_schema() -> dict[str, Any]:
-    """The schema every message is decoded into before any writer schema adds fields to it."""
-    return with_plain_times(avro_schema())
+    raise SchemaMismatch(f"field {records_field} is missing or is not an array of records")
 
 
 def _optional(field: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +59,7 @@ def _optional(field: dict[str, Any]) -> dict[str, Any]:
 
 
 def merge(
-    reader: dict[str, Any], writer: dict[str, Any], reserved: set[str]
+    reader: dict[str, Any], writer: dict[str, Any], reserved: set[str], records_field: str = "records"
 ) -> tuple[dict[str, Any], list[str], list[str]]:
     """``reader`` grown by the fields ``writer`` adds at the batch and at the record level.
 
@@ -102,8 +71,8 @@ def merge(
             table's own columns) or by the other level's fields: it would be two columns of one name.
     """
     out = json.loads(json.dumps(reader))
-    writer_record = record_schema(writer)
-    out_record = record_schema(out)
+    writer_record = record_schema(writer, records_field)
+    out_record = record_schema(out, records_field)
     taken = {n.lower() for n in reserved}
     taken |= {f["name"].lower() for f in out["fields"]} | {f["name"].lower() for f in out_record["fields"]}
     added: dict[str, list[str]] = {"batch": [], "record": []}
@@ -112,7 +81,7 @@ def merge(
         for f in source.get("fields", []):
             if f["name"] in have:
                 continue
-            where = f["name"] if level == "batch" else f"{RECORDS_FIELD}[].{f['name']}"
+            where = f["name"] if level == "batch" else f"{records_field}[].{f['name']}"
             if f["name"].lower() in taken or f["name"].startswith("_"):
                 raise SchemaMismatch(
                     f"new field {where} would be a column named like one the table already has "

@@ -21,6 +21,7 @@ from ingest import parse
 from ingest.metrics import IngestMetrics
 from ingest.registry import SchemaBook
 from ingest.schema import Decoding
+from ingest.shape import LogShape, default_shape
 from loglake import retry, table, timeline
 from loglake.settings import Settings
 
@@ -36,18 +37,21 @@ FLAG_LIMIT = 100_000
 
 # Names a writer schema's new field cannot take: the table's own columns, the staging columns, and
 # the decoded batch's internal names.
-RESERVED_NAMES = frozenset({*table.LOG_COLUMNS, *parse.STAGING_COLUMNS, "sent_at_ms", "records", "pos", "col"})
+def reserved_names(shape: LogShape) -> frozenset[str]:
+    """Names a writer schema's new field cannot take: the table's own columns, the staging columns,
+    and the decoded batch's internal names."""
+    return frozenset({*shape.columns, *parse.STAGING_COLUMNS, "records", "pos", "col"})
 
 
-def _extra_columns(spark: SparkSession, path: str) -> dict[str, str]:
-    """The table's columns beyond the contract (added by writer schemas before), name -> Spark SQL type."""
+def _extra_columns(spark: SparkSession, path: str, shape: LogShape) -> dict[str, str]:
+    """The table's columns beyond the shape's (added by writer schemas before), name -> Spark SQL type."""
     if not table.table_exists(spark, path):
         return {}
     schema = spark.read.format("hudi").load(path).schema
     return {
         f.name: f.dataType.simpleString()
         for f in schema.fields
-        if f.name not in table.LOG_COLUMNS and not f.name.startswith("_hoodie")
+        if f.name not in shape.columns and not f.name.startswith("_hoodie")
     }
 
 
@@ -72,8 +76,9 @@ class BatchStats:
 class BatchWriter:
     """The ``foreachBatch`` function of the ingest stream."""
 
-    def __init__(self, settings: Settings, metrics: IngestMetrics) -> None:
+    def __init__(self, settings: Settings, metrics: IngestMetrics, shape: LogShape | None = None) -> None:
         self.settings = settings
+        self.shape = shape or default_shape()
         self.metrics = metrics
         self.table_path = settings.table.require_path()
         self.quarantine_path = settings.table.effective_quarantine_path
@@ -81,6 +86,8 @@ class BatchWriter:
         self.quarantine_options = table.quarantine_options(settings)
         self.stats = BatchStats()
         self.schemas: SchemaBook | None = None
+        # Unknown (NaN), not down, for a stream without a registry: the alert fires on 0 only.
+        metrics.schema_registry_up.set(1 if settings.ingest.schema_registry.url else float("nan"))
 
     def _commit_meta(self, batch_id: int) -> dict[str, str]:
         prefix = table.COMMIT_META_PREFIX
@@ -142,12 +149,12 @@ class BatchWriter:
                 # Only the bad messages are staged again, not the whole batch.
                 listed_messages = batch.sparkSession.createDataFrame(sorted(bad_messages), parse.MESSAGES_SCHEMA)
                 source = parse.of_messages(batch, listed_messages)
-                staged_bad = source.transform(parse.stage(self.settings.ingest, decoding=decoding))
+                staged_bad = source.transform(parse.stage(self.settings.ingest, decoding=decoding, shape=self.shape))
             else:
                 staged_bad = staged
             self._quarantine(staged_bad, source, batch_id, counts)
         if good:
-            rows = parse.log_rows(self._write_pass(batch, flagged, decoding) if listed_all else staged)
+            rows = parse.log_rows(self._write_pass(batch, flagged, decoding) if listed_all else staged, self.shape)
             if repeated:
                 rows, good = self._unique(rows, staged, batch_id)
             writer = (
@@ -197,16 +204,17 @@ class BatchWriter:
             self.schemas = SchemaBook(
                 batch.sparkSession,
                 registry,
-                reserved=RESERVED_NAMES,
-                table_columns=_extra_columns(batch.sparkSession, self.table_path),
+                shape=self.shape,
+                reserved=reserved_names(self.shape),
+                table_columns=_extra_columns(batch.sparkSession, self.table_path, self.shape),
                 metrics=self.metrics,
             )
             # Confluent's default subject naming: the writer schemas of topic T are versions of T-value.
             self.schemas.warm(f"{t.strip()}-value" for t in self.settings.kafka.topic.split(","))
         decoding = self.schemas.decoding() if self.schemas is not None else None
         while True:
-            staged = batch.transform(parse.stage(self.settings.ingest, decoding=decoding))
-            tallied = parse.tally(staged, FLAG_LIMIT).collect()
+            staged = batch.transform(parse.stage(self.settings.ingest, decoding=decoding, shape=self.shape))
+            tallied = parse.tally(staged, FLAG_LIMIT, self.shape).collect()
             pending = any(row["reason_code"] == parse.REASON_SCHEMA_PENDING for row in tallied)
             if self.schemas is None or decoding is None or not pending or decoding.closed:
                 return decoding, staged, tallied
@@ -220,7 +228,7 @@ class BatchWriter:
         self, batch: DataFrame, flagged: list[tuple[str, int, int, int | None]], decoding: Decoding | None
     ) -> DataFrame:
         """The batch staged without the deferred checks, less the rows they flagged in the counting pass."""
-        staged = batch.transform(parse.stage(self.settings.ingest, deferred=True, decoding=decoding))
+        staged = batch.transform(parse.stage(self.settings.ingest, deferred=True, decoding=decoding, shape=self.shape))
         if not flagged:
             return staged
         return parse.without_flagged(staged, batch.sparkSession.createDataFrame(flagged, parse.FLAGGED_SCHEMA))
@@ -243,13 +251,13 @@ class BatchWriter:
         Hudi's own pre-combine is off (it shuffled every record of every batch); the tally finds the
         rare repeat on one row per message, and only then does this shuffle the batch by key.
         """
-        repeats = parse.repeated_batches(staged).orderBy("service", "batch_id").limit(LOGGED_BAD_ROWS).collect()
+        keys = self.shape.key_fields
+        repeats = parse.repeated_batches(staged, self.shape).orderBy(*keys).limit(LOGGED_BAD_ROWS).collect()
         for row in repeats:
             log.warning(
-                "batch %d: LogBatch %s of service %s arrived %d times; keeping the latest copy",
+                "batch %d: the batch with %s arrived %d times; keeping the latest copy",
                 batch_id,
-                row["batch_id"],
-                row["service"],
+                ", ".join(f"{k}={row[k]}" for k in keys),
                 row["copies"],
             )
         # Cached: counted here, then written, without staging the batch a third time.

@@ -48,8 +48,6 @@ LOG_COLUMNS = (
     "ingested_at",
     PARTITION_FIELD,
 )
-# Columns that hold a data subject's identifiers (what an erasure must not leave behind).
-SUBJECT_COLUMNS = ("user_id", "email", "client_ip")
 
 QUARANTINE_KEY = "quarantine_key"
 QUARANTINE_PARTITION_FIELD = "quarantine_date"
@@ -75,10 +73,20 @@ MS_PER_DAY = 86_400_000
 COMMIT_META_PREFIX = "loglake."
 
 
+def _escape(value: Column) -> Column:
+    return F.replace(F.replace(value, F.lit("%"), F.lit("%25")), F.lit(":"), F.lit("%3A"))
+
+
+def record_key_of(key_fields: list[Column], record_index: Column) -> Column:
+    """The record key of a batch's key fields and a record index: every field but the last escaped,
+    so the key splits back unambiguously (the index is the digits after the last separator)."""
+    parts = [_escape(f) for f in key_fields[:-1]] + [key_fields[-1]]
+    return F.concat_ws(KEY_SEPARATOR, *parts, record_index.cast("string"))
+
+
 def record_key(service: Column, batch_id: Column, record_index: Column) -> Column:
-    """The record key column (see module docstring for its form)."""
-    escaped = F.replace(F.replace(service, F.lit("%"), F.lit("%25")), F.lit(":"), F.lit("%3A"))
-    return F.concat_ws(KEY_SEPARATOR, escaped, batch_id, record_index.cast("string"))
+    """The record key column of a LogBatch record (see module docstring for its form)."""
+    return record_key_of([service, batch_id], record_index)
 
 
 def record_key_py(service: str, batch_id: str, record_index: int) -> str:
@@ -237,6 +245,18 @@ def hudi_metrics_options(settings: Settings, role: str) -> dict[str, str]:
     }
 
 
+def indexed_columns(settings: Settings) -> str:
+    """The columns Hudi keeps statistics of: LogBatch's defaults, or for a log schema of one's own the
+    event time and the key fields. Never a subject column (see LOG_TABLE_LAYOUT); a column the table
+    lacks would fail every commit."""
+    from loglake.settings import LogSchemaSettings
+
+    if settings.log_schema == LogSchemaSettings():
+        return LOG_TABLE_LAYOUT["hoodie.metadata.index.column.stats.column.list"]
+    subjects = set(settings.log_schema.subject_columns)
+    return ",".join(["ts", *(k for k in settings.log_schema.key_fields if k not in subjects)])
+
+
 def log_table_options(settings: Settings) -> dict[str, str]:
     """Options every writer of the log table shares (key, partitioning, merge mode, layout)."""
     opts = _base_options(
@@ -246,6 +266,7 @@ def log_table_options(settings: Settings) -> dict[str, str]:
     )
     opts["hoodie.datasource.write.table.type"] = TABLE_TYPE
     opts.update(LOG_TABLE_LAYOUT)
+    opts["hoodie.metadata.index.column.stats.column.list"] = indexed_columns(settings)
     opts.update(MULTI_WRITER)
     opts.update(TABLE_SERVICES)
     return opts

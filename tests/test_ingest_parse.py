@@ -142,7 +142,7 @@ def test_json_reasons_name_the_field(spark: Any) -> None:
         (1, None, "missing_field", "field service is missing or of the wrong type"),
         (2, None, "missing_field", "field sent_at is missing or of the wrong type"),
         (3, 0, "bad_ts", "record 0: ts is missing or not epoch milliseconds"),
-        (3, 1, "null_record", "record 1: null instead of a LogRecord"),
+        (3, 1, "null_record", "record 1: null instead of a record"),
         (3, 2, "missing_field", "record 2: field level is missing"),
     ]
 

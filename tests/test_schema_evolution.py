@@ -16,10 +16,20 @@ from test_ingest_parse import bad, good, kafka_df
 
 from ingest import parse
 from ingest.produce import schema_versions
-from ingest.schema import Decoding, SchemaMismatch, merge, reader_schema, with_plain_times
+from ingest.schema import Decoding, SchemaMismatch, merge
+from ingest.shape import default_shape
+from ingest.shape import with_plain_times as plain_times
 from loglake.settings import IngestSettings
 
 RESERVED = {"record_key", "email", "kafka_offset"}
+
+
+def reader_schema() -> dict[str, Any]:
+    return json.loads(default_shape().schema)
+
+
+def with_plain_times(schema: dict[str, Any]) -> dict[str, Any]:
+    return plain_times(schema, default_shape())
 
 
 def decoding(**kw: Any) -> Decoding:
