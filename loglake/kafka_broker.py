@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import errno
-import fcntl
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +29,12 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from loglake import jars
+from loglake import local_process as processes
 from loglake.errors import BrokerError, SetupError
 
 log = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"
+HOST = processes.HOST
 DEFAULT_PARTITIONS = 4
 SERVER_PROPERTIES = "server.properties"
 LOG4J_PROPERTIES = "log4j.properties"
@@ -105,7 +103,7 @@ def _start_locked(data: Path, port: int, wait_seconds: float) -> str:
     if running is not None:
         return _adopt_running(data, running, port, wait_seconds)
 
-    if not _port_is_free(port):
+    if not processes.port_is_free(port, BrokerError):
         raise BrokerError(
             f"port {port} on {HOST} is already in use by another process; "
             f"pick another with --port or stop what listens there"
@@ -134,7 +132,7 @@ def _start_locked(data: Path, port: int, wait_seconds: float) -> str:
         proc = subprocess.Popen(
             cmd, cwd=data, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    _children[proc.pid] = proc
+    processes.children[proc.pid] = proc
     (data / PID_FILE).write_text(f"{proc.pid}\n")
     bootstrap = f"{HOST}:{port}"
     log.info("started Kafka broker pid %d at %s (data %s)", proc.pid, bootstrap, data)
@@ -212,104 +210,32 @@ def create_topic(bootstrap: str, topic: str, partitions: int = DEFAULT_PARTITION
 
 # ---------------------------------------------------------------- process bookkeeping
 
-# Brokers started by this Python process. Their exit has to be reaped through Popen, or a stopped
-# broker lingers as a zombie and still looks alive to os.kill(pid, 0).
-_children: dict[int, subprocess.Popen[bytes]] = {}
-
 
 def _resolve_dir(data_dir: Path | None) -> Path:
     return (data_dir if data_dir is not None else default_data_dir()).expanduser().resolve()
 
 
-@contextlib.contextmanager
-def _folder_lock(data: Path) -> Iterator[None]:
-    """An exclusive lock on the data folder, across processes (the broker does not inherit it)."""
-    with (data / LOCK_FILE).open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _read_pid(data: Path) -> int | None:
-    try:
-        text = (data / PID_FILE).read_text().strip()
-    except FileNotFoundError:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        log.warning("ignoring %s: %r is not a pid", data / PID_FILE, text)
-        return None
-
-
-def _is_alive(pid: int) -> bool:
-    child = _children.get(pid)
-    if child is not None:
-        if child.poll() is None:
-            return True
-        del _children[pid]
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    with contextlib.suppress(OSError):
-        # "pid (comm) S ...": a zombie has exited and only waits for its parent to reap it.
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return True
-
-
 def _is_our_broker(pid: int, data: Path) -> bool:
     """Whether ``pid`` is the broker of ``data``, not some other process that reused the pid."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except FileNotFoundError:
-        return False
-    except OSError:
+    args = processes.command_line(pid)
+    if args is None:
         return True  # no /proc (macOS): trust the pid file
-    args = [part.decode(errors="replace") for part in cmdline]
     return MAIN_CLASS in args and str(data / SERVER_PROPERTIES) in args
 
 
 def _running_pid(data: Path) -> int | None:
-    pid = _read_pid(data)
-    if pid is None or not _is_alive(pid) or not _is_our_broker(pid, data):
+    pid = processes.read_pid(data / PID_FILE)
+    if pid is None or not processes.is_alive(pid) or not _is_our_broker(pid, data):
         return None
     return pid
 
 
+def _folder_lock(data: Path) -> contextlib.AbstractContextManager[None]:
+    return processes.folder_lock(data / LOCK_FILE)
+
+
 def _terminate(pid: int, timeout: float) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    if _wait_for_exit(pid, timeout):
-        return
-    log.warning("Kafka broker pid %d did not stop within %.0f s; killing it", pid, timeout)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    if not _wait_for_exit(pid, 10):
-        raise BrokerError(f"Kafka broker pid {pid} is still running after SIGKILL")
-
-
-def _wait_for_exit(pid: int, timeout: float) -> bool:
-    child = _children.get(pid)
-    if child is not None:
-        try:
-            child.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        del _children[pid]
-        return True
-    deadline = time.monotonic() + timeout
-    while _is_alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
+    processes.terminate(pid, timeout, "Kafka broker", BrokerError)
 
 
 # ---------------------------------------------------------------- configuration
@@ -336,38 +262,6 @@ def _classpath() -> str:
     return str(paths[0].parent / "*")
 
 
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # Kafka binds with SO_REUSEADDR too: a port held only by TIME_WAIT connections is usable.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except PermissionError as exc:
-            raise BrokerError(f"port {port} needs privileges to listen on; use a port above 1023") from exc
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return False
-            raise BrokerError(f"cannot listen on {HOST}:{port}: {exc}") from exc
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def _read_properties(path: Path) -> dict[str, str]:
-    props: dict[str, str] = {}
-    with contextlib.suppress(FileNotFoundError):
-        for line in path.read_text().splitlines():
-            line = line.strip()
-            if line and not line.startswith(("#", "!")) and "=" in line:
-                key, _, value = line.partition("=")
-                props[key.strip()] = value.strip()
-    return props
-
-
 def _listener_port(props: Mapping[str, str], name: str) -> int | None:
     for listener in props.get("listeners", "").split(","):
         prefix = f"{name}://"
@@ -379,13 +273,8 @@ def _listener_port(props: Mapping[str, str], name: str) -> int | None:
 
 def _controller_port(data: Path, avoid: int) -> int:
     """The controller port stored in the folder's config if it is still free, else a new free one."""
-    previous = _listener_port(_read_properties(data / SERVER_PROPERTIES), "CONTROLLER")
-    if previous is not None and previous != avoid and _port_is_free(previous):
-        return previous
-    while True:
-        port = _free_port()
-        if port != avoid:
-            return port
+    previous = _listener_port(processes.read_properties(data / SERVER_PROPERTIES), "CONTROLLER")
+    return processes.other_free_port(previous, avoid, BrokerError)
 
 
 def _write_config(data: Path, port: int, controller_port: int) -> None:
@@ -473,22 +362,14 @@ def _accepts_connections(port: int) -> bool:
         return s.connect_ex((HOST, port)) == 0
 
 
-def _log_tail(data: Path) -> str:
-    try:
-        lines = (data / BROKER_LOG).read_text(errors="replace").splitlines()
-    except FileNotFoundError:
-        return "(no broker.log)"
-    return "\n".join(lines[-LOG_TAIL_LINES:]) or "(broker.log is empty)"
-
-
 def _wait_until_answering(bootstrap: str, pid: int, data: Path, wait_seconds: float) -> None:
     port = int(bootstrap.rsplit(":", 1)[1])
     deadline = time.monotonic() + wait_seconds
     while True:
-        if not _is_alive(pid):
+        if not processes.is_alive(pid):
             raise BrokerError(
                 f"Kafka broker for {data} exited during startup (pid {pid}); last lines of "
-                f"{data / BROKER_LOG}:\n{_log_tail(data)}"
+                f"{data / BROKER_LOG}:\n{processes.log_tail(data / BROKER_LOG, LOG_TAIL_LINES)}"
             )
         # A plain connect first: the admin client would log every refused attempt while the JVM starts.
         if _accepts_connections(port) and _answers(bootstrap, timeout=min(5.0, max(0.5, wait_seconds))):
@@ -496,14 +377,14 @@ def _wait_until_answering(bootstrap: str, pid: int, data: Path, wait_seconds: fl
         if time.monotonic() > deadline:
             raise BrokerError(
                 f"Kafka broker pid {pid} did not answer at {bootstrap} within {wait_seconds:.0f} s; last lines "
-                f"of {data / BROKER_LOG}:\n{_log_tail(data)}"
+                f"of {data / BROKER_LOG}:\n{processes.log_tail(data / BROKER_LOG, LOG_TAIL_LINES)}"
             )
         time.sleep(0.25)
 
 
 def _adopt_running(data: Path, pid: int, port: int, wait_seconds: float) -> str:
     """Return the address of the folder's running broker, once it answers (it may still be starting)."""
-    running_port = _listener_port(_read_properties(data / SERVER_PROPERTIES), "PLAINTEXT")
+    running_port = _listener_port(processes.read_properties(data / SERVER_PROPERTIES), "PLAINTEXT")
     if running_port is None:
         raise BrokerError(
             f"a Kafka broker (pid {pid}) runs for {data} but {data / SERVER_PROPERTIES} names no PLAINTEXT "

@@ -19,14 +19,10 @@ Apicurio 3 needs Java 21 or newer while the rest of loglake runs on Java 17: see
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import logging
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -34,11 +30,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from loglake import jars
+from loglake import local_process as processes
 from loglake.errors import RegistryError, SetupError
 
 log = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"
+HOST = processes.HOST
 API_PATH = "/apis/ccompat/v7"
 CONFIG_FILE = "registry.properties"
 SERVER_LOG = "registry.log"
@@ -96,7 +93,7 @@ def _start_locked(data: Path, port: int, wait_seconds: float) -> str:
     if running is not None:
         return _adopt_running(data, running, port, wait_seconds)
 
-    if not _port_is_free(port):
+    if not processes.port_is_free(port, RegistryError):
         raise RegistryError(
             f"port {port} on {HOST} is already in use by another process; "
             f"pick another with --port or stop what listens there"
@@ -123,7 +120,7 @@ def _start_locked(data: Path, port: int, wait_seconds: float) -> str:
         proc = subprocess.Popen(
             cmd, cwd=data, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    _children[proc.pid] = proc
+    processes.children[proc.pid] = proc
     (data / PID_FILE).write_text(f"{proc.pid}\n")
     url = _url(port)
     log.info("started schema registry pid %d at %s with %s (data %s)", proc.pid, url, java, data)
@@ -301,139 +298,35 @@ def parse_java_major(version_output: str) -> int | None:
 
 # ---------------------------------------------------------------- process bookkeeping
 
-# Servers started by this Python process. Their exit has to be reaped through Popen, or a stopped
-# server lingers as a zombie and still looks alive to os.kill(pid, 0).
-_children: dict[int, subprocess.Popen[bytes]] = {}
-
 
 def _resolve_dir(data_dir: Path | None) -> Path:
     return (data_dir if data_dir is not None else default_data_dir()).expanduser().resolve()
 
 
-@contextlib.contextmanager
-def _folder_lock(data: Path) -> Iterator[None]:
-    """An exclusive lock on the data folder, across processes (the server does not inherit it)."""
-    with (data / LOCK_FILE).open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _read_pid(data: Path) -> int | None:
-    try:
-        text = (data / PID_FILE).read_text().strip()
-    except FileNotFoundError:
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        log.warning("ignoring %s: %r is not a pid", data / PID_FILE, text)
-        return None
-
-
-def _is_alive(pid: int) -> bool:
-    child = _children.get(pid)
-    if child is not None:
-        if child.poll() is None:
-            return True
-        del _children[pid]
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    with contextlib.suppress(OSError):
-        # "pid (comm) S ...": a zombie has exited and only waits for its parent to reap it.
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return True
-
-
 def _is_our_server(pid: int, data: Path) -> bool:
     """Whether ``pid`` is the server of ``data``, not some other process that reused the pid."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except FileNotFoundError:
-        return False
-    except OSError:
+    args = processes.command_line(pid)
+    if args is None:
         return True  # no /proc (macOS): trust the pid file
-    args = [part.decode(errors="replace") for part in cmdline]
     return f"-Dquarkus.config.locations={data / CONFIG_FILE}" in args
 
 
 def _running_pid(data: Path) -> int | None:
-    pid = _read_pid(data)
-    if pid is None or not _is_alive(pid) or not _is_our_server(pid, data):
+    pid = processes.read_pid(data / PID_FILE)
+    if pid is None or not processes.is_alive(pid) or not _is_our_server(pid, data):
         return None
     return pid
 
 
+def _folder_lock(data: Path) -> contextlib.AbstractContextManager[None]:
+    return processes.folder_lock(data / LOCK_FILE)
+
+
 def _terminate(pid: int, timeout: float) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    if _wait_for_exit(pid, timeout):
-        return
-    log.warning("schema registry pid %d did not stop within %.0f s; killing it", pid, timeout)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    if not _wait_for_exit(pid, 10):
-        raise RegistryError(f"schema registry pid {pid} is still running after SIGKILL")
-
-
-def _wait_for_exit(pid: int, timeout: float) -> bool:
-    child = _children.get(pid)
-    if child is not None:
-        try:
-            child.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        del _children[pid]
-        return True
-    deadline = time.monotonic() + timeout
-    while _is_alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
+    processes.terminate(pid, timeout, "schema registry", RegistryError)
 
 
 # ---------------------------------------------------------------- configuration
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # Vert.x binds with SO_REUSEADDR too: a port held only by TIME_WAIT connections is usable.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except PermissionError as exc:
-            raise RegistryError(f"port {port} needs privileges to listen on; use a port above 1023") from exc
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return False
-            raise RegistryError(f"cannot listen on {HOST}:{port}: {exc}") from exc
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def _read_properties(path: Path) -> dict[str, str]:
-    props: dict[str, str] = {}
-    with contextlib.suppress(FileNotFoundError):
-        for line in path.read_text().splitlines():
-            line = line.strip()
-            if line and not line.startswith(("#", "!")) and "=" in line:
-                key, _, value = line.partition("=")
-                props[key.strip()] = value.strip()
-    return props
 
 
 def _config_port(props: dict[str, str], key: str) -> int | None:
@@ -444,13 +337,8 @@ def _config_port(props: dict[str, str], key: str) -> int | None:
 
 def _management_port(data: Path, avoid: int) -> int:
     """The management port stored in the folder's config if it is still free, else a new free one."""
-    previous = _config_port(_read_properties(data / CONFIG_FILE), "quarkus.management.port")
-    if previous is not None and previous != avoid and _port_is_free(previous):
-        return previous
-    while True:
-        port = _free_port()
-        if port != avoid:
-            return port
+    previous = _config_port(processes.read_properties(data / CONFIG_FILE), "quarkus.management.port")
+    return processes.other_free_port(previous, avoid, RegistryError)
 
 
 def _write_config(data: Path, port: int, management_port: int) -> None:
@@ -489,35 +377,27 @@ def _answers(url: str, timeout: float) -> bool:
         return False
 
 
-def _log_tail(data: Path) -> str:
-    try:
-        lines = (data / SERVER_LOG).read_text(errors="replace").splitlines()
-    except FileNotFoundError:
-        return "(no registry.log)"
-    return "\n".join(lines[-LOG_TAIL_LINES:]) or "(registry.log is empty)"
-
-
 def _wait_until_answering(url: str, pid: int, data: Path, wait_seconds: float) -> None:
     deadline = time.monotonic() + wait_seconds
     while True:
-        if not _is_alive(pid):
+        if not processes.is_alive(pid):
             raise RegistryError(
                 f"schema registry for {data} exited during startup (pid {pid}); last lines of "
-                f"{data / SERVER_LOG}:\n{_log_tail(data)}"
+                f"{data / SERVER_LOG}:\n{processes.log_tail(data / SERVER_LOG, LOG_TAIL_LINES)}"
             )
         if _answers(url, timeout=min(5.0, max(0.5, wait_seconds))):
             return
         if time.monotonic() > deadline:
             raise RegistryError(
                 f"schema registry pid {pid} did not answer at {url} within {wait_seconds:.0f} s; last lines "
-                f"of {data / SERVER_LOG}:\n{_log_tail(data)}"
+                f"of {data / SERVER_LOG}:\n{processes.log_tail(data / SERVER_LOG, LOG_TAIL_LINES)}"
             )
         time.sleep(0.25)
 
 
 def _adopt_running(data: Path, pid: int, port: int, wait_seconds: float) -> str:
     """Return the URL of the folder's running server, once it answers (it may still be starting)."""
-    running_port = _config_port(_read_properties(data / CONFIG_FILE), "quarkus.http.port")
+    running_port = _config_port(processes.read_properties(data / CONFIG_FILE), "quarkus.http.port")
     if running_port is None:
         raise RegistryError(
             f"a schema registry (pid {pid}) runs for {data} but {data / CONFIG_FILE} names no "
