@@ -147,16 +147,16 @@ def schema_id() -> Column:
     return F.conv(F.hex(F.substring("raw_value", 2, 4)), 16, 10).cast("long")
 
 
-def _by_writer(decoding: Decoding, make: Callable[[str], Column], otherwise: Column) -> Column:
-    """``make(writer schema)`` for the writer schema of each message's id; ``otherwise`` for other ids."""
+def _by_writer(decoding: Decoding, make: Callable[[int, str], Column], otherwise: Column) -> Column:
+    """``make(id, writer schema)`` for the schema id of each message; ``otherwise`` for other ids."""
     if not decoding.writers:
         return otherwise
     sid = F.col("_sid")
     ids = iter(decoding.writers.items())
     first_id, first = next(ids)
-    expr = F.when(sid == first_id, make(first))
+    expr = F.when(sid == first_id, make(first_id, first))
     for other_id, writer in ids:
-        expr = expr.when(sid == other_id, make(writer))
+        expr = expr.when(sid == other_id, make(other_id, writer))
     return expr.otherwise(otherwise)
 
 
@@ -264,25 +264,34 @@ def _avro_batch(
         nothing = from_avro(F.lit(None).cast("binary"), reader)
         if decoding is not None:
             df = df.withColumn("_sid", F.when(header_ok & ~too_large, schema_id()))
-            decoded = _by_writer(decoding, lambda w: read(F.col("_payload"), w), nothing)
+            decoded = _by_writer(decoding, lambda _, w: read(F.col("_payload"), w), nothing)
         else:
             decoded = read(F.col("_payload"), reader)
         df = once(df, decoded, "_avro")
         # PERMISSIVE from_avro yields a struct of nulls on failure.
         failed = F.col("_avro")[marker].isNull()
         if settings.strict_avro and not deferred:
-            # The length of a message re-encoded with its own writer schema (a decode resolved into
-            # another reader schema has other fields, so those are decoded once more as written).
-            def reencoded(writer: str) -> Column:
-                as_written = F.col("_avro") if writer == reader else from_avro(F.col("_payload"), writer)
-                return F.length(to_avro(as_written, writer))
+            # The length of a message as its writer schema encodes it. A decode resolved into a
+            # reader schema with other fields re-encodes longer by a number of bytes the schemas fix
+            # (a null's branch index per field the writer lacks: :func:`encoding_delta`); where
+            # the values decide, the message is decoded once more as written.
+            as_reader = F.length(to_avro(F.col("_avro"), reader))
+            records = F.size(F.col("_avro")[shape.records_field])
 
-            def shortened_ok(writer: str) -> Column:
+            def reencoded(schema_id: int | None, writer: str) -> Column:
+                if writer == reader:
+                    return as_reader
+                if decoding is not None and schema_id is not None and schema_id in decoding.deltas:
+                    per_message, per_record = decoding.deltas[schema_id]
+                    return as_reader - F.lit(per_message) - records * F.lit(per_record)
+                return F.length(to_avro(from_avro(F.col("_payload"), writer), writer))
+
+            def shortened_ok(_: int | None, writer: str) -> Column:
                 shortened = F.expr("substring(_payload, 1, length(_payload) - 1)")
                 return from_avro(shortened, writer, {"mode": "PERMISSIVE"})[marker].isNotNull()
 
             if decoding is None:
-                length, shorter = reencoded(reader), shortened_ok(reader)
+                length, shorter = reencoded(None, reader), shortened_ok(None, reader)
             else:
                 length = _by_writer(decoding, reencoded, F.lit(None).cast("int"))
                 shorter = _by_writer(decoding, shortened_ok, F.lit(False))

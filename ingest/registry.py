@@ -22,7 +22,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from ingest.metrics import IngestMetrics
-from ingest.schema import Decoding, SchemaMismatch, merge, record_schema
+from ingest.schema import Decoding, SchemaMismatch, encoding_delta, merge, record_schema
 from ingest.shape import LogShape, with_plain_times
 from loglake.errors import SchemaRegistryUnavailableError
 from loglake.settings import SchemaRegistrySettings
@@ -76,9 +76,12 @@ class SchemaBook:
     def decoding(self, *, closed: bool = False) -> Decoding:
         """The decoding of a batch with what is known now; ``closed`` once its new ids were looked up."""
         added = {*self._batch_fields, *self._record_fields}
+        records = self._shape.records_field
+        deltas = {sid: encoding_delta(self._reader, json.loads(w), records) for sid, w in self._writers.items()}
         return Decoding(
             reader=json.dumps(self._reader),
             writers=dict(self._writers),
+            deltas={sid: d for sid, d in deltas.items() if d is not None},
             rejected=dict(self._rejected),
             unknown=frozenset(self._unknown),
             batch_fields=tuple(self._batch_fields),

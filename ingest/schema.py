@@ -112,6 +112,9 @@ class Decoding:
     batch_fields: tuple[str, ...] = ()
     record_fields: tuple[str, ...] = ()
     absent: tuple[tuple[str, str], ...] = ()
+    # Schema id -> (per message, per record) bytes its data takes more re-encoded with the reader
+    # (:func:`encoding_delta`); the strict check decodes ids without one a second time.
+    deltas: Mapping[int, tuple[int, int]] = field(default_factory=dict)
     # True once this batch's new ids were looked up: an id still unclassified was over the lookup cap.
     closed: bool = False
     registry: str = "the schema registry"
@@ -125,3 +128,70 @@ class Decoding:
         """The columns after the contract's, in the order they are written: the table's, then new ones."""
         added = self.added or (*self.batch_fields, *self.record_fields)
         return (*self.table_columns, *(c for c in added if c not in self.table_columns))
+
+
+def _normal(avro_type: Any) -> str:
+    """A type as comparable text (docs and defaults aside)."""
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k not in ("doc", "default", "aliases")}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    return json.dumps(strip(avro_type), sort_keys=True)
+
+
+def _field_delta(reader_field: dict[str, Any], writer_type: Any) -> int | None:
+    """Bytes a value takes more when encoded with the reader's field than as the writer wrote it."""
+    r = reader_field["type"]
+    if writer_type is None:
+        # Absent from the writer: the reader encodes its default. Null in a union is one byte (its
+        # branch index); an empty map or array is one byte (a zero count).
+        if isinstance(r, list) and reader_field.get("default", "") is None and r.index("null") < 64:
+            return 1
+        bare = r if isinstance(r, dict) else {}
+        if bare.get("type") in ("map", "array") and reader_field.get("default") in ({}, []):
+            return 1
+        return None
+    if _normal(r) == _normal(writer_type):
+        return 0
+    # A writer's plain type read into a union of the reader: the reader adds a branch index.
+    in_union = isinstance(r, list) and not isinstance(writer_type, list) and len(r) < 64
+    if in_union and any(_normal(b) == _normal(writer_type) for b in r):
+        return 1
+    return None
+
+
+def encoding_delta(
+    reader: dict[str, Any], writer: dict[str, Any], records_field: str = "records"
+) -> tuple[int, int] | None:
+    """(per message, per record) bytes by which ``writer`` data re-encoded with ``reader`` is longer.
+
+    Lets the strict Avro check compare a message's length with its decode re-encoded in the reader
+    schema, without decoding it a second time with its writer schema. None when the difference
+    depends on the values (a promoted type, a changed nested record): those are decoded again.
+    """
+    try:
+        reader_record, writer_record = record_schema(reader, records_field), record_schema(writer, records_field)
+    except SchemaMismatch:
+        return None
+    totals = []
+    for r_fields, w_fields, skip in (
+        (reader["fields"], writer["fields"], records_field),
+        (reader_record["fields"], writer_record["fields"], None),
+    ):
+        written = {f["name"]: f["type"] for f in w_fields}
+        if set(written) - {f["name"] for f in r_fields}:
+            return None  # a writer field the reader drops: its bytes are unknown
+        total = 0
+        for f in r_fields:
+            if f["name"] == skip:
+                continue
+            delta = _field_delta(f, written.get(f["name"]))
+            if delta is None:
+                return None
+            total += delta
+        totals.append(total)
+    return totals[0], totals[1]

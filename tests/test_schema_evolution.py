@@ -16,7 +16,7 @@ from test_ingest_parse import bad, good, kafka_df
 
 from ingest import parse
 from ingest.produce import schema_versions
-from ingest.schema import Decoding, SchemaMismatch, merge
+from ingest.schema import Decoding, SchemaMismatch, encoding_delta, merge
 from ingest.shape import default_shape
 from ingest.shape import with_plain_times as plain_times
 from loglake.settings import IngestSettings
@@ -47,6 +47,7 @@ def decoding(**kw: Any) -> Decoding:
     args: dict[str, Any] = {
         "reader": json.dumps(reader),
         "writers": writers,
+        "deltas": {sid: encoding_delta(reader, json.loads(w)) for sid, w in writers.items()},
         "batch_fields": tuple(batch_fields),
         "record_fields": tuple(record_fields),
     }
@@ -135,15 +136,37 @@ def test_ids_the_registry_refused_or_does_not_know_are_quarantined(spark: Any) -
     assert "ingest.schema_registry.max_new_ids_per_batch" in over["reason"]
 
 
-def test_strict_check_reads_each_message_with_its_own_writer_schema(spark: Any) -> None:
-    """A v2 message with a trailing byte is caught although it is decoded into another reader schema."""
-    [batch] = make_batches(1, seed=33, records=(2, 2))
-    v2 = as_version(batch, "v2", "x")
-    payload = encode_with(schema_versions()["v2"], v2, 2)
-    rows = staged(spark, [payload, payload + b"\x00"], decoding())
-    assert {r["kafka_offset"] for r in good(rows)} == {0}
-    [trailing] = bad(rows)
-    assert (trailing["kafka_offset"], trailing["reason_code"]) == (1, parse.REASON_TRAILING)
+@pytest.mark.parametrize("by_length", [True, False], ids=["schema-length-delta", "second-decode"])
+def test_strict_check_reads_each_message_with_its_own_writer_schema(spark: Any, by_length: bool) -> None:
+    """Messages with a trailing byte are caught although decoded into another reader schema: from
+    the lengths the schemas fix (v1 adds a byte per record, v3 one per message), or by decoding
+    again with the writer schema where no delta is known."""
+    schemas = schema_versions()
+    plan = decoding() if by_length else decoding(deltas={})
+    assert bool(plan.deltas) == by_length
+    payloads = []
+    for i, (version, b) in enumerate(zip(("v1", "v2", "v3"), make_batches(3, seed=33, records=(2, 5)), strict=True)):
+        payload = encode_with(schemas[version], as_version(b, version, "x"), i + 1)
+        payloads += [payload, payload + b"\x00"]
+    rows = staged(spark, payloads, plan)
+    assert {r["kafka_offset"] for r in good(rows)} == {0, 2, 4}
+    assert {(r["kafka_offset"], r["reason_code"]) for r in bad(rows)} == {
+        (1, parse.REASON_TRAILING),
+        (3, parse.REASON_TRAILING),
+        (5, parse.REASON_TRAILING),
+    }
+
+
+def test_length_deltas_follow_the_schemas() -> None:
+    versions = {k: with_plain_times(v) for k, v in schema_versions().items()}
+    reader = reader_schema()
+    for v in versions.values():
+        reader, _, _ = merge(reader, v, set())
+    # v1 lacks env (a null: 1 byte a message) and trace_id (1 byte a record); v3 lacks region.
+    assert [encoding_delta(reader, versions[v]) for v in ("v1", "v2", "v3")] == [(1, 1), (1, 0), (1, 0)]
+    promoted = json.loads(json.dumps(versions["v1"]))
+    promoted["fields"][5]["type"]["items"]["fields"][0]["type"] = "int"  # ts as int: read as long
+    assert encoding_delta(reader, promoted) is None  # value-dependent: decoded again
 
 
 def test_a_message_without_the_header_names_the_registry_setting(spark: Any) -> None:
