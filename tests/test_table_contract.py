@@ -93,3 +93,23 @@ def test_only_the_streams_files_skip_dictionary_encoding() -> None:
     assert "hoodie.parquet.dictionary.enabled" not in table.delete_options(s)
     chosen = load_settings(overrides={"table.path": "/t"}, assignments=["hoodie.parquet.dictionary.enabled=true"])
     assert table.ingest_options(chosen)["hoodie.parquet.dictionary.enabled"] == "true"
+
+
+def test_column_statistics_of_an_own_log_schema_are_time_and_key_never_a_subject() -> None:
+    s = load_settings(
+        overrides={"table.path": "/t"},
+        assignments=[
+            "log_schema.key_fields=[app, caller]",
+            "log_schema.event_time_field=occurred_us",
+            "log_schema.subject_columns=[phone, caller]",
+        ],
+    )
+    # LogBatch's own list (ts, level, service, event) names columns such a table lacks, which fails commits.
+    for opts in (table.ingest_options(s), table.delete_options(s), table.service_options(s)):
+        assert opts["hoodie.metadata.index.column.stats.column.list"] == "ts,app"
+    assert (
+        table.ingest_options(load_settings(overrides={"table.path": "/t"}))[
+            "hoodie.metadata.index.column.stats.column.list"
+        ]
+        == "ts,level,service,event"
+    )
