@@ -227,7 +227,7 @@ def with_plain_times(schema: dict[str, Any], shape: LogShape) -> dict[str, Any]:
 
 def load(settings: Settings) -> LogShape:
     """The shape of the messages of ``settings``, checked against their schema: the ``log_schema.avro_schema``
-    file, else the registry's latest version of the topic's subject, else LogBatch.
+    file, else for a shape of one's own the registry's latest version of the topic's subject, else LogBatch.
 
     Raises:
         ConfigError: the file is not an Avro record schema, a field the settings name is missing, a
@@ -245,7 +245,13 @@ def load(settings: Settings) -> LogShape:
         if not isinstance(schema, dict):
             raise ConfigError(f"setting log_schema.avro_schema: {path} is not an Avro record schema")
         source = str(path)
-    elif settings.ingest.schema_registry.url and (latest := _latest_registered(settings)) is not None:
+    elif (
+        settings.ingest.schema_registry.url
+        and config != LogSchemaSettings()
+        and (latest := _latest_registered(settings)) is not None
+    ):
+        # A shape of one's own is checked against what producers register now. LogBatch stays the
+        # base of its own table, so the columns do not move with the subject's latest version.
         schema, source = latest
     else:
         schema, source = avro_schema(), "the LogBatch schema"
