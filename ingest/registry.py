@@ -135,11 +135,12 @@ class SchemaBook:
                 while len(self._unknown) > UNKNOWN_IDS_KEPT:
                     del self._unknown[next(iter(self._unknown))]
                 continue
-            self._take(schema_id, text)
+            self.take(schema_id, text)
         if self._metrics is not None:
             self._metrics.schema_ids.set(len(self._writers))
 
-    def _take(self, schema_id: int, text: str) -> None:
+    def take(self, schema_id: int, text: str) -> None:
+        """Take the writer schema ``text`` of ``schema_id`` into the reader, or refuse it with its reason."""
         try:
             parsed = json.loads(text)
             # A bare primitive schema ("string") is valid Avro, and no LogBatch.

@@ -162,8 +162,7 @@ def test_writer_schemas_the_table_cannot_take_go_to_quarantine(
     assert reasons[3][0] == "incompatible_schema" and "records[].Email" in reasons[3][1]
     assert result.quarantined_by_reason == {"incompatible_schema": 2}
 
-    # After a restart the table, not this run's reader, knows trace_id as a string: a writer that
-    # makes it a long is refused, naming both types.
+    # After a restart, a writer (of another subject) that makes trace_id a long is refused, naming it.
     [c] = make_batches(1, seed=66, records=(2, 2))
     for i, r in enumerate(c["records"]):
         r["trace_id"] = i
@@ -171,7 +170,38 @@ def test_writer_schemas_the_table_cannot_take_go_to_quarantine(
     again = run(settings, once=True)
     assert again.quarantined_by_reason == {"incompatible_schema": 1}
     [last] = [r for r in quarantine(spark, settings.table.effective_quarantine_path) if r["kafka_offset"] == 4]
-    assert "field trace_id is bigint but the table's column trace_id is string" in last["reason"]
+    assert "field records[].trace_id: reader union lacking writer type: LONG" in last["reason"]
+
+
+def test_a_new_field_of_another_type_than_the_tables_column_is_refused(spark: Any, tmp_path: Path) -> None:
+    """A column no writer of this run has met (an earlier run's, of another subject) still binds its
+    type: the table's schema read at start, not the reader, says string."""
+    from ingest.registry import SchemaBook
+    from ingest.shape import default_shape
+    from ingest.sink import reserved_names
+    from loglake.settings import SchemaRegistrySettings
+
+    shape = default_shape()
+    # Nothing is fetched: the schemas are handed over as if the registry had answered.
+    book = SchemaBook(
+        spark,
+        SchemaRegistrySettings(url="http://127.0.0.1:9"),
+        shape,
+        reserved_names(shape),
+        table_columns={"score": "string", "trace_id": "string"},
+    )
+    v1 = schema_versions()["v1"]
+    score_long = json.loads(json.dumps(v1))
+    score_long["fields"].append({"name": "score", "type": ["null", "long"], "default": None})
+    book.take(21, json.dumps(schema_versions()["v2"]))  # trace_id string, as the table has it
+    book.take(22, json.dumps(score_long))
+    plan = book.decoding()
+    assert set(plan.writers) == {21}
+    assert plan.rejected[22] == (
+        "schema id 22 cannot be read into the table: field score is bigint but the table's column score is string"
+    )
+    # The table's columns no writer has are staged as typed nulls; trace_id now comes from id 21.
+    assert plan.absent == (("score", "string"),)
 
 
 def _wait_for(what: str, check: Any, timeout: float = 120) -> None:
@@ -193,7 +223,9 @@ def test_registry_stopped_mid_stream_then_restarted(
     """The stream waits for the registry and loses and quarantines nothing; past the configured wait
     it stops with one line naming the settings, and a restart writes the batch once."""
     topic = topic_factory(partitions=2)
-    ids = register_versions(schema_registry, topic)
+    subject, versions = f"{topic}-value", {k: json.dumps(v) for k, v in schema_versions().items()}
+    # Only v1 exists when the stream starts (it learns the subject's versions then).
+    ids = {"v1": registry_server.register(schema_registry, subject, versions["v1"])}
     port = int(schema_registry.split(":")[2].split("/")[0])
     first = produce_versions(kafka_bootstrap, topic, ids, ["v1", "v1"], seed=67)
     settings = settings_factory(topic, f"ingest.schema_registry.url={schema_registry}", "ingest.trigger=1 second")
@@ -208,6 +240,7 @@ def test_registry_stopped_mid_stream_then_restarted(
     try:
         count = sum(len(b["records"]) for b in first)
         _wait_for("the v1 messages", lambda: value("loglake_ingest_records_written_total") >= count)
+        ids["v2"] = registry_server.register(schema_registry, subject, versions["v2"])
         registry_server.stop(data_dir=schema_registry_dir)
         # v2's id is new to the stream: its batch needs the registry, which is gone.
         second = produce_versions(kafka_bootstrap, topic, ids, ["v2", "v2", "v1"], seed=68)
@@ -236,6 +269,7 @@ def test_registry_stopped_mid_stream_then_restarted(
         topic, f"ingest.schema_registry.url={schema_registry}", "ingest.schema_registry.unavailable_timeout=2 seconds"
     )
     assert (short.table.path, short.checkpoint_dir) == (settings.table.path, settings.checkpoint_dir)
+    ids["v3"] = registry_server.register(schema_registry, subject, versions["v3"])
     third = produce_versions(kafka_bootstrap, topic, ids, ["v3", "v1"], seed=69)
     registry_server.stop(data_dir=schema_registry_dir)
     try:
