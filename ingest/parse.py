@@ -137,11 +137,6 @@ def once(df: DataFrame, column: Column, name: str) -> DataFrame:
     return df.select("*", F.explode(F.array(column)).alias(name))
 
 
-def epoch_millis_schema() -> str:
-    """The LogBatch schema with its timestamps read as plain longs (:func:`ingest.shape.with_plain_times`)."""
-    return default_shape().schema
-
-
 def schema_id() -> Column:
     """The schema id in a Confluent header (bytes 2-5, big-endian), as a long."""
     return F.conv(F.hex(F.substring("raw_value", 2, 4)), 16, 10).cast("long")
