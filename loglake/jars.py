@@ -35,6 +35,16 @@ MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.
 # archive (quarkus-run.jar, lib/, app/, quarkus/ at the top, 158 MB); 3.x needs Java 21.
 APICURIO_VERSION = "3.3.3"
 APICURIO_REGISTRY = f"io.apicurio:apicurio-registry-app:{APICURIO_VERSION}:tar.gz:all"
+# The local Hive Metastore (loglake.metastore_server): the standalone metastore, a thrift server
+# with its schema tool (bin/, conf/, lib/ and scripts/ under apache-hive-metastore-3.1.3-bin/, 27 MB).
+# It runs on the Hadoop client jars of PySpark's own jars/ folder, which the archive lacks.
+HIVE_METASTORE_VERSION = "3.1.3"
+HIVE_METASTORE = f"org.apache.hive:hive-standalone-metastore:{HIVE_METASTORE_VERSION}:tar.gz:bin"
+# Trino, the tests' stand-in for Amazon Athena (whose engine derives from Trino): its hudi connector
+# reads the tables through a Hive metastore as Athena reads them through Glue. The server archive
+# (bin/, lib/, plugin/ under trino-server-476/) is 820 MB, fetched only by the tests that use it.
+TRINO_VERSION = "476"
+TRINO_SERVER = f"io.trino:trino-server:{TRINO_VERSION}:tar.gz"
 
 log = logging.getLogger(__name__)
 

