@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from pyspark.sql import SparkSession
 
 from gdpr import purge
-from loglake import retry, storage, table
+from loglake import catalog, retry, storage, table
 from loglake.errors import ConfigError, TableError
 from loglake.settings import Settings, parse_duration
 from loglake.spark import get_spark
@@ -27,6 +27,8 @@ class ExpireResult:
     files_cleaned: int
     dry_run: bool
     seconds: float
+    # The catalog tables the dropped partitions were removed from (empty when the catalog is off).
+    catalog_tables: list[str] = field(default_factory=list)
 
 
 def older_than_days(text: str) -> int:
@@ -68,7 +70,13 @@ def run_expire(
     today: date | None = None,
     spark: SparkSession | None = None,
 ) -> ExpireResult:
-    """Drop the partitions older than ``days`` (UTC dates) with Hudi's delete_partition, then clean."""
+    """Drop the partitions older than ``days`` (UTC dates) with Hudi's delete_partition, then clean.
+
+    With a catalog, the partitions are dropped there too: a partition listed in the catalog whose
+    folder is gone fails Athena's queries of the whole table. The sync runs after the commit; if the
+    metastore does not answer, CatalogSyncError says so once the data is gone, and ``loglake catalog
+    sync`` (or the stream's next sync) finishes the job.
+    """
     started = time.monotonic()
     path = settings.table.require_path()
     spark = spark or get_spark(settings, app_name=f"loglake-gdpr-expire[{settings.table.name}]")
@@ -78,6 +86,7 @@ def run_expire(
     partitions = [p for p in storage.list_dirs(spark, path) if not p.startswith(".")]
     old = expired_partitions(partitions, cutoff)
     cleaned = 0
+    synced: list[str] = []
     if old and not dry_run:
         empty = spark.read.format("hudi").load(path).limit(0)
         opts = table.delete_options(settings)
@@ -91,6 +100,8 @@ def run_expire(
         )
         cleaned = purge.clean(spark, settings, path, "loglake_expire", table.service_options(settings))
         log.info("dropped %d partitions before %s from %s", len(old), cutoff, path)
+        if settings.catalog.active:
+            synced = list(catalog.sync(spark, settings, "log").tables)
     return ExpireResult(
         table_path=path,
         cutoff=cutoff.isoformat(),
@@ -99,4 +110,5 @@ def run_expire(
         files_cleaned=cleaned,
         dry_run=dry_run,
         seconds=round(time.monotonic() - started, 3),
+        catalog_tables=synced,
     )

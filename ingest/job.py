@@ -26,7 +26,7 @@ from ingest.metrics import IngestMetrics
 from ingest.shape import LogShape
 from ingest.shape import load as load_shape
 from ingest.sink import BatchWriter
-from loglake import __version__
+from loglake import __version__, table
 from loglake import metrics as prom
 from loglake.jvm_errors import jvm_gone
 from loglake.paths import check_writable
@@ -88,6 +88,8 @@ def _run(settings: Settings, shape: LogShape, *, once: bool, metrics: IngestMetr
     prom.serve(metrics.registry, settings.metrics.port, settings.metrics.host)
 
     spark = get_spark(settings, app_name=f"loglake-ingest[{settings.table.name}]")
+    for path in (table_path, settings.table.effective_quarantine_path):
+        table.check_version(spark, settings, path)
     queue_age = QueueAge(settings.kafka.bootstrap_servers)
     writer = BatchWriter(settings, metrics, shape)
     probe = KafkaProbe(settings.kafka, metrics)

@@ -111,3 +111,29 @@ class IngestMetrics:
         self.schema_ids = Gauge(
             "loglake_ingest_schema_ids", "Writer schema ids this run decodes into the table.", registry=r
         )
+        self.catalog_syncs = Counter(
+            "loglake_ingest_catalog_syncs_total",
+            "Catalog syncs of a table after a micro-batch (new partitions and columns registered).",
+            ["table"],
+            registry=r,
+        )
+        self.catalog_sync_failures = Counter(
+            "loglake_ingest_catalog_sync_failures_total",
+            "Catalog syncs that failed (metastore down or refusing); the commit stands and the sync is retried "
+            "after the next micro-batch.",
+            ["table"],
+            registry=r,
+        )
+        self.catalog_sync_duration = Histogram(
+            "loglake_ingest_catalog_sync_duration_seconds",
+            "Wall time of the catalog syncs that succeeded.",
+            ["table"],
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+            registry=r,
+        )
+        self.catalog_unsynced_batches = Gauge(
+            "loglake_ingest_catalog_unsynced_batches",
+            "Micro-batches committed to the table since its last successful catalog sync.",
+            ["table"],
+            registry=r,
+        )

@@ -22,7 +22,8 @@ from ingest.metrics import IngestMetrics
 from ingest.registry import SchemaBook
 from ingest.schema import Decoding
 from ingest.shape import LogShape, default_shape
-from loglake import retry, table, timeline
+from loglake import catalog, retry, table, timeline
+from loglake.errors import CatalogSyncError
 from loglake.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,11 @@ class BatchWriter:
         self.quarantine_options = table.quarantine_options(settings)
         self.stats = BatchStats()
         self.schemas: SchemaBook | None = None
+        # Committed micro-batches per table not yet in the catalog, and the tables to sync after the
+        # next batch whatever catalog.sync_every_batches says: both at start (a run that stopped
+        # between a commit and its sync left the catalog behind), and any whose last sync failed.
+        self.unsynced: dict[catalog.TableKind, int] = dict.fromkeys(catalog.TABLE_KINDS, 0)
+        self.sync_now: set[catalog.TableKind] = set(catalog.TABLE_KINDS)
         # Unknown (NaN), not down, for a stream without a registry: the alert fires on 0 only.
         metrics.schema_registry_up.set(1 if settings.ingest.schema_registry.url else float("nan"))
 
@@ -174,6 +180,11 @@ class BatchWriter:
                 if repeated:
                     rows.unpersist()
             self.metrics.last_commit.set(time.time())
+            self.unsynced["log"] += 1
+        if counts:
+            self.unsynced["quarantine"] += 1
+        if self.settings.catalog.active:
+            self._sync_catalog(batch.sparkSession)
         self.stats.batches += 1
         self.stats.messages += messages
         self.stats.records_written += good
@@ -223,6 +234,35 @@ class BatchWriter:
             log.info("looking up %d new schema ids: %s", len(ids), ", ".join(map(str, ids)))
             self.schemas.learn(ids)
             decoding = self.schemas.decoding(closed=True)
+
+    def _sync_catalog(self, spark: SparkSession) -> None:
+        """Register what the committed batches added (partitions, columns) every ``sync_every_batches``.
+
+        A failed sync is logged and counted, never raised: the batch is committed, and failing it
+        would replay it for as long as the metastore is down. The next batch tries again.
+        """
+        every = self.settings.catalog.sync_every_batches
+        for kind in catalog.TABLE_KINDS:
+            due = self.unsynced[kind]
+            if kind not in self.sync_now and due < every:
+                self.metrics.catalog_unsynced_batches.labels(table=kind).set(due)
+                continue
+            path = self.table_path if kind == "log" else self.quarantine_path
+            if not table.table_exists(spark, path):
+                self.sync_now.discard(kind)  # nothing written yet (a stream that never quarantined)
+                continue
+            try:
+                result = catalog.sync(spark, self.settings, kind)
+            except CatalogSyncError as exc:
+                self.sync_now.add(kind)
+                self.metrics.catalog_sync_failures.labels(table=kind).inc()
+                log.warning("%s (%d committed batches not registered yet)", exc, due)
+            else:
+                self.unsynced[kind] = 0
+                self.sync_now.discard(kind)
+                self.metrics.catalog_syncs.labels(table=kind).inc()
+                self.metrics.catalog_sync_duration.labels(table=kind).observe(result.seconds)
+            self.metrics.catalog_unsynced_batches.labels(table=kind).set(self.unsynced[kind])
 
     def _write_pass(
         self, batch: DataFrame, flagged: list[tuple[str, int, int, int | None]], decoding: Decoding | None

@@ -88,6 +88,21 @@ def _cmd_registry_stop(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_metastore_start(args: argparse.Namespace) -> int:
+    from loglake import metastore_server
+
+    print(metastore_server.start(port=args.port, data_dir=args.data))
+    return EXIT_OK
+
+
+def _cmd_metastore_stop(args: argparse.Namespace) -> int:
+    from loglake import metastore_server
+
+    stopped = metastore_server.stop(data_dir=args.data)
+    print("stopped" if stopped else "no Hive metastore running for that data folder")
+    return EXIT_OK
+
+
 def _cmd_produce(args: argparse.Namespace) -> int:
     from ingest.produce import produce
 
@@ -252,6 +267,21 @@ def _cmd_compact(args: argparse.Namespace) -> int:
     return EXIT_OK if result.caught_up or not args.until_caught_up else EXIT_FAILED
 
 
+def _cmd_catalog_sync(args: argparse.Namespace) -> int:
+    from loglake import catalog
+    from loglake.settings import load_settings
+    from loglake.spark import get_spark
+
+    overrides: dict[str, Any] = {"table.path": args.table_path, "catalog.metastore_uris": args.metastore_uris}
+    if args.metastore_uris:
+        overrides["catalog.enabled"] = True
+    settings = load_settings(args.config, overrides=overrides, assignments=args.set)
+    spark = get_spark(settings, app_name=f"loglake-catalog-sync[{settings.table.name}]")
+    results = catalog.sync_all(spark, settings, full=not args.incremental)
+    _print_json([asdict(r) for r in results])
+    return EXIT_OK
+
+
 def _cmd_deploy_emr(args: argparse.Namespace) -> int:
     from loglake import emr
 
@@ -304,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "setup",
         help="resolve and cache the Spark/Hudi and Kafka jars from Maven Central "
-        "(not the schema registry: the first `loglake registry start` fetches it, 158 MB)",
+        "(not the schema registry nor the Hive metastore: their first start fetches them, 158 MB and 27 MB)",
     )
     p.set_defaults(handler=_cmd_setup)
 
@@ -331,6 +361,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = rsub.add_parser("stop", help="stop the schema registry of a data folder")
     p.add_argument("--data", type=Path, default=None)
     p.set_defaults(handler=_cmd_registry_stop)
+
+    metastore = sub.add_parser(
+        "metastore", help="a local Hive Metastore (thrift, Derby in the data folder; listens on every interface)"
+    )
+    msub = metastore.add_subparsers(dest="metastore_command", required=True)
+    p = msub.add_parser(
+        "start", help="start a Hive metastore and print its thrift URI (the first start fetches it from Maven, 27 MB)"
+    )
+    p.add_argument("--port", type=int, default=9083)
+    p.add_argument("--data", type=Path, default=None, help="data folder (default $LOGLAKE_HOME/metastore)")
+    p.set_defaults(handler=_cmd_metastore_start)
+    p = msub.add_parser("stop", help="stop the Hive metastore of a data folder")
+    p.add_argument("--data", type=Path, default=None)
+    p.set_defaults(handler=_cmd_metastore_stop)
 
     p = sub.add_parser("produce", help="send synthetic log batches (realistic users, emails, IPs)")
     p.add_argument("--bootstrap-servers", required=True)
@@ -403,6 +447,24 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--loop", metavar="INTERVAL", help="repeat rounds forever, e.g. '10 minutes'")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(handler=_cmd_compact)
+
+    cat = sub.add_parser("catalog", help="the tables in a Hive Metastore or AWS Glue, by name")
+    csub = cat.add_subparsers(dest="catalog_command", required=True)
+    p = csub.add_parser(
+        "sync",
+        help="register the log and quarantine tables and repair their partitions from the table "
+        "(like MSCK REPAIR TABLE, from Hudi's timeline and file listing)",
+    )
+    p.add_argument("--config", type=Path, help="YAML settings file (the same file as ingest)")
+    p.add_argument("--table-path", help="overrides table.path")
+    p.add_argument("--metastore-uris", help="thrift://host:9083 (overrides catalog.metastore_uris)")
+    p.add_argument(
+        "--incremental",
+        action="store_true",
+        help="only what the timeline wrote since the last sync (the stream's own sync), not every partition",
+    )
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(handler=_cmd_catalog_sync)
 
     deploy = sub.add_parser("deploy", help="cluster definitions as code")
     dsub = deploy.add_subparsers(dest="deploy_command", required=True)

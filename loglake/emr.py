@@ -60,6 +60,11 @@ class EmrSettings(_Model):
     transient_core: Fleet = Fleet(instance_types=["r7g.2xlarge", "r6g.2xlarge"], on_demand=1)
     transient_task: Fleet = Fleet(instance_types=["r7g.2xlarge", "r6g.2xlarge", "m7g.2xlarge"], spot=4)
     tags: dict[str, str] = Field(default_factory=lambda: {"app": "loglake"})
+    # The Glue Data Catalog as the clusters' Hive metastore: the jobs' catalog sync (catalog.enabled
+    # in the settings file) then registers the tables in Glue, where Athena reads them.
+    glue_catalog: bool = True
+    # Another account's Glue Data Catalog (its 12-digit id); unset: this account's.
+    glue_catalog_id: str | None = Field(default=None, pattern=r"^\d{12}$")
 
 
 def load(path: Path) -> EmrSettings:
@@ -94,8 +99,22 @@ def _fleet(kind: str, name: str, fleet: Fleet) -> dict[str, Any]:
     return spec
 
 
+GLUE_CLIENT_FACTORY = "com.amazonaws.glue.catalog.metastore.AWSGlueDataCatalogHiveClientFactory"
+
+
+def _glue(s: EmrSettings) -> list[dict[str, Any]]:
+    """Spark's Hive client (and so Hudi's hms-mode sync, which runs inside Spark) talks to Glue."""
+    if not s.glue_catalog:
+        return []
+    props = {"hive.metastore.client.factory.class": GLUE_CLIENT_FACTORY}
+    if s.glue_catalog_id:
+        props["hive.metastore.glue.catalogid"] = s.glue_catalog_id
+    return [{"Classification": "spark-hive-site", "Properties": props}]
+
+
 def _configurations(s: EmrSettings) -> list[dict[str, Any]]:
     return [
+        *_glue(s),
         {
             "Classification": "spark-defaults",
             "Properties": {

@@ -21,6 +21,16 @@ class RegistryError(LoglakeError):
     """The local schema registry could not be started, stopped or reached, or it refused a schema."""
 
 
+class MetastoreError(LoglakeError):
+    """The local Hive Metastore could not be started, stopped or reached, or it answered a call with an error."""
+
+
+class CatalogSyncError(LoglakeError):
+    """Registering a table or its partitions in the metastore failed; the table's commits stand."""
+
+    exit_code = 8
+
+
 class SourceUnavailableError(LoglakeError):
     """The Kafka bootstrap servers do not answer or the topic does not exist."""
 

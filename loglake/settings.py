@@ -85,6 +85,11 @@ class TableSettings(_Model):
     quarantine_path: str | None = None
     # Attempts of a commit that loses an optimistic-concurrency conflict to another writer.
     conflict_retries: int = Field(default=5, ge=1, le=100)
+    # Hudi table version of the log and quarantine tables, fixed when they are created. 8 is Hudi
+    # 1.0's own layout. 6 is the 0.x layout that Hudi 1.0 still writes: Athena (Hudi 0.14/0.15
+    # readers) and Trino up to 476 read only that; it gives up the LSM timeline and the compaction
+    # job's explicit archiving (writers archive as they commit).
+    version: Literal[6, 8] = 8
 
     @field_validator("name")
     @classmethod
@@ -308,6 +313,65 @@ class CompactionSettings(_Model):
         return parse_duration(self.loop_interval)
 
 
+class CatalogSettings(_Model):
+    """Registration of the tables in a Hive Metastore (or AWS Glue through its Hive client), by name.
+
+    The log table is registered twice, as Hudi does for merge-on-read tables: ``<table>_ro`` reads
+    the compacted Parquet only, ``<table>_rt`` merges the delta logs too. The quarantine table
+    (copy-on-write) is registered once.
+    """
+
+    # Unset: on exactly when a metastore is given (metastore_uris). On EMR with the Glue Data
+    # Catalog the client comes from hive-site.xml, so there it is switched on with no URI.
+    enabled: bool | None = None
+    # thrift://host:9083[,thrift://...]; unset: hive.metastore.uris from the cluster's hive-site.xml.
+    metastore_uris: str | None = None
+    database: str = "default"
+    # Defaults: table.name, and <table.name>_quarantine.
+    table: str | None = None
+    quarantine_table: str | None = None
+    # The stream registers new partitions and columns after every Nth micro-batch that committed
+    # (a sync that failed is retried after the next one whatever N is).
+    sync_every_batches: int = Field(default=1, ge=1, le=10_000)
+    # Hive client settings (hive.metastore.*, hive.metastore.client.*), e.g. the Glue client factory.
+    hive_conf: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("metastore_uris")
+    @classmethod
+    def _uris(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        for uri in value.split(","):
+            if not re.fullmatch(r"thrift://[^\s:/]+:\d{1,5}", uri.strip()):
+                raise ValueError(f"{uri.strip()!r} is not a thrift://host:port metastore URI")
+        return value
+
+    @field_validator("database", "table", "quarantine_table")
+    @classmethod
+    def _names(cls, value: str | None) -> str | None:
+        # Hive folds names to lower case and allows letters, digits and underscores only.
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(f"{value!r} is not a Hive name (letters, digits, underscore)")
+        return value
+
+    @field_validator("hive_conf", mode="before")
+    @classmethod
+    def _texts(cls, value: Any) -> Any:
+        return {k: str(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+    @field_validator("hive_conf")
+    @classmethod
+    def _hive_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in value if not k.startswith(("hive.", "metastore.", "fs.", "aws."))]
+        if bad:
+            raise ValueError(f"keys {bad} are not Hive client settings (hive.*, metastore.*, fs.*, aws.*)")
+        return value
+
+    @property
+    def active(self) -> bool:
+        return self.enabled if self.enabled is not None else self.metastore_uris is not None
+
+
 class SparkSettings(_Model):
     """How the SparkSession is built. ``conf`` holds any ``spark.*`` option."""
 
@@ -335,6 +399,7 @@ class Settings(_Model):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     gdpr: GdprSettings = Field(default_factory=GdprSettings)
     compaction: CompactionSettings = Field(default_factory=CompactionSettings)
+    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
     # Any hoodie.* option; applied last to every writer, so it can override loglake's defaults.
     hoodie: dict[str, str] = Field(default_factory=dict)
@@ -411,6 +476,11 @@ def _assign(tree: dict[str, Any], dotted: str, value: Any) -> None:
     if dotted.startswith("ingest.schema_registry.options."):
         options = tree.setdefault("ingest", {}).setdefault("schema_registry", {}).setdefault("options", {})
         options[dotted.removeprefix("ingest.schema_registry.options.")] = str(value)
+        return
+    if dotted.startswith("catalog.hive_conf."):
+        # Hive setting names have dots of their own (hive.metastore.uris).
+        conf = tree.setdefault("catalog", {}).setdefault("hive_conf", {})
+        conf[dotted.removeprefix("catalog.hive_conf.")] = str(value)
         return
     if dotted.startswith("kafka.options."):
         # Kafka option names have dots of their own (kafka.sasl.jaas.config).

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
+from loglake.errors import ConfigError
 from loglake.settings import Settings
 
 TABLE_TYPE = "MERGE_ON_READ"
@@ -209,6 +210,50 @@ TABLE_SERVICES = {
 }
 
 
+def version_options(settings: Settings) -> dict[str, str]:
+    """The table version of the log and quarantine tables (``table.version``), kept by every writer.
+
+    Version 6 also switches off the automatic upgrade: a Hudi 1.0 writer otherwise moves a version-6
+    table to 8 on its first commit, and the readers it was kept for (Athena, Trino 476) lose it.
+    """
+    if settings.table.version == 8:
+        return {}
+    return {"hoodie.write.table.version": str(settings.table.version), "hoodie.write.auto.upgrade": "false"}
+
+
+def table_version(spark: SparkSession, path: str) -> int | None:
+    """The version in the table's ``hoodie.properties``; None where there is no table yet."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    props_path = jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/.hoodie/hoodie.properties")
+    fs = props_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(props_path):
+        return None
+    props = jvm.java.util.Properties()
+    stream = fs.open(props_path)
+    try:
+        props.load(stream)
+    finally:
+        stream.close()
+    value = props.getProperty("hoodie.table.version")
+    return int(value) if value is not None else None
+
+
+def check_version(spark: SparkSession, settings: Settings, path: str) -> None:
+    """Refuse to write a table whose version is not ``table.version``: a version-8 writer would upgrade
+    a version-6 table out of its readers' reach, and a version-6 writer fails on a version-8 table."""
+    found = table_version(spark, path)
+    if found is None or found == settings.table.version:
+        return
+    fix = (
+        f"set table.version={found}, or downgrade it first with Hudi's CALL downgrade_table(table => '<name>', "
+        f"to_version => 'SIX')"
+        if found > settings.table.version
+        else f"set table.version={found} (a version-{settings.table.version} writer would upgrade it)"
+    )
+    raise ConfigError(f"setting table.version={settings.table.version}: the table at {path} is version {found}; {fix}")
+
+
 def lock_options(settings: Settings) -> dict[str, str]:
     """Concurrency, lock and failed-write settings every writer of any loglake table shares.
 
@@ -269,6 +314,7 @@ def log_table_options(settings: Settings) -> dict[str, str]:
     opts["hoodie.metadata.index.column.stats.column.list"] = indexed_columns(settings)
     opts.update(MULTI_WRITER)
     opts.update(TABLE_SERVICES)
+    opts.update(version_options(settings))
     return opts
 
 
@@ -341,6 +387,8 @@ def quarantine_options(settings: Settings) -> dict[str, str]:
             "hoodie.metadata.index.column.stats.column.list": "reason_code,kafka_topic,kafka_partition,kafka_offset",
             # The stream and the GDPR purge both write it, with the log table's concurrency control.
             **lock_options(settings),
+            # Registered in the catalog beside the log table, for the same readers.
+            **version_options(settings),
         }
     )
     # The user's hoodie.* settings target the log table; only pass on the ones that are not about

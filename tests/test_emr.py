@@ -18,6 +18,7 @@ from botocore.session import get_session
 from botocore.validate import ParamValidator
 
 from loglake import emr
+from loglake.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS_FILE = ROOT / "deploy" / "emr" / "emr.yaml"
@@ -84,3 +85,25 @@ def test_render_prints_the_requests() -> None:
     rendered = json.loads(out.stdout)
     assert set(rendered) == set(emr.KINDS)
     assert rendered["compaction"] == emr.run_job_flow(SETTINGS, "compaction")
+
+
+def test_every_cluster_uses_the_glue_catalog_for_the_catalog_sync() -> None:
+    """Spark's Hive client, and with it Hudi's hms-mode sync, reaches Glue through EMR's client factory."""
+    for kind in emr.KINDS:
+        request = emr.run_job_flow(SETTINGS, kind)
+        hive = next(c for c in request["Configurations"] if c["Classification"] == "spark-hive-site")
+        assert hive["Properties"] == {"hive.metastore.client.factory.class": emr.GLUE_CLIENT_FACTORY}
+    other = SETTINGS.model_copy(update={"glue_catalog_id": "123456789012"})
+    hive = next(
+        c for c in emr.run_job_flow(other, "gdpr")["Configurations"] if c["Classification"] == "spark-hive-site"
+    )
+    assert hive["Properties"]["hive.metastore.glue.catalogid"] == "123456789012"
+    off = SETTINGS.model_copy(update={"glue_catalog": False})
+    assert all(c["Classification"] != "spark-hive-site" for c in emr.run_job_flow(off, "stream")["Configurations"])
+
+
+def test_a_glue_catalog_id_must_be_an_account_id(tmp_path: Path) -> None:
+    bad = tmp_path / "emr.yaml"
+    bad.write_text(SETTINGS_FILE.read_text() + "glue_catalog_id: acct-1\n")
+    with pytest.raises(ConfigError, match="glue_catalog_id"):
+        emr.load(bad)
