@@ -2,13 +2,13 @@
 
     python -m bench.catalog --messages 60000 [--days 30] [--batches 12] [--rounds 2]
 
-One topic of synthetic LogBatch messages whose records fall on ``--days`` UTC days (a 30-day table:
-30 partitions), ingested with ``--once`` in ``--batches`` micro-batches into a fresh table, once with
-the catalog sync after every micro-batch into a real Hive Metastore (Hive 3.1.3 standalone, Derby)
-and once without, in one JVM, after an unmeasured warm-up run, rounds alternating which goes first.
-Reported: records/s of both and their ratio, the syncs' wall time per micro-batch (mean and
-largest), and a full repair (``loglake catalog sync``) of the last 30-day table with the partition
-count the metastore lists after it.
+One topic of synthetic LogBatch messages whose records fall on ``--days`` UTC days, oldest first
+(a 30-day table: 30 partitions, each micro-batch adding a few), ingested with ``--once`` in
+``--batches`` micro-batches into a fresh table, once with the catalog sync after every micro-batch
+into a real Hive Metastore (Hive 3.1.3 standalone, Derby) and once without, in one JVM, after an
+unmeasured warm-up run, rounds alternating which goes first. Reported: records/s of both and their
+ratio, the syncs' mean wall time per micro-batch, and a full repair (``loglake catalog sync``) of the
+last 30-day table with the partition count the metastore lists after it.
 """
 
 from __future__ import annotations
@@ -38,13 +38,14 @@ DAY_MS = 86_400_000
 
 
 def _produce(bootstrap: str, topic: str, messages: int, days: int) -> int:
-    """``messages`` LogBatch messages spread evenly over ``days`` days back from now; the record count."""
+    """``messages`` LogBatch messages over ``days`` days back from now, oldest day first, as a stream
+    that ran for those days would have sent them (each micro-batch then adds a few days); the record count."""
     rng = random.Random(7)
     now = int(time.time() * 1000)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "zstd"})
     records = 0
     for i in range(messages):
-        batch = make_batch(rng, now - (i % days) * DAY_MS, rng.randint(7, 25))
+        batch = make_batch(rng, now - (days - 1 - i * days // messages) * DAY_MS, rng.randint(7, 25))
         records += len(batch["records"])
         producer.produce(topic, encode_avro(batch))
         if i % 10_000 == 0:
@@ -124,7 +125,7 @@ def main() -> None:
                     last_on = s
                 rounds["sync_on" if sync else "sync_off"].append(entry)
         medians = {k: statistics.median(r["records_per_second"] for r in v) for k, v in rounds.items()}
-        repair = catalog.sync(spark, last_on, "log", full=True)
+        repair = catalog.sync(spark, last_on, "log", full=True, count=True)
         incremental = catalog.sync(spark, last_on, "log")
         print(
             json.dumps(

@@ -43,8 +43,6 @@ HIVE_CLIENT_DEFAULTS = {
     "hive.metastore.client.socket.timeout": "60s",
     "hive.metastore.connect.retries": "3",
     "hive.metastore.client.connect.retry.delay": "1s",
-    # Hive's client would otherwise try to start a local metastore when no URI is configured.
-    "hive.metastore.fastpath": "false",
 }
 
 # What users may pass through as hoodie.* settings to the sync.
@@ -61,8 +59,9 @@ class SyncResult:
     tables: tuple[str, ...]
     full: bool
     seconds: float
-    # Partitions of the (first) table in the catalog after the sync, as the metastore lists them.
-    partitions: int
+    # Partitions of the (first) table in the catalog after the sync, as the metastore lists them
+    # (None unless asked for: listing them costs the stream's sync another client and round trip).
+    partitions: int | None = None
 
 
 def base_name(settings: Settings, kind: TableKind) -> str:
@@ -126,7 +125,9 @@ def hive_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
-def sync(spark: SparkSession, settings: Settings, kind: TableKind, *, full: bool = False) -> SyncResult:
+def sync(
+    spark: SparkSession, settings: Settings, kind: TableKind, *, full: bool = False, count: bool = False
+) -> SyncResult:
     """Register ``kind``'s table and the partitions it gained or lost since the last sync.
 
     Args:
@@ -135,6 +136,7 @@ def sync(spark: SparkSession, settings: Settings, kind: TableKind, *, full: bool
         kind: ``log`` or ``quarantine``.
         full: Compare every partition on storage with the catalog instead of the timeline since the
             last sync: repairs partitions added or dropped by hand, or by commits already archived.
+        count: Also list the table's partitions in the catalog afterwards (``SyncResult.partitions``).
 
     Raises:
         ConfigError: The catalog is not configured (``catalog.enabled``/``catalog.metastore_uris``).
@@ -174,19 +176,20 @@ def sync(spark: SparkSession, settings: Settings, kind: TableKind, *, full: bool
                 log.debug("closing the hive sync client: %s", exc)
     seconds = round(time.monotonic() - started, 3)
     names = table_names(settings, kind)
-    try:
-        listed = len(partitions(spark, settings, names[0]))
-    except CatalogSyncError as exc:
-        raise CatalogSyncError(f"{exc} (after a sync that succeeded)") from None
+    listed = None
+    if count:
+        try:
+            listed = len(partitions(spark, settings, names[0]))
+        except CatalogSyncError as exc:
+            raise CatalogSyncError(f"{exc} (after a sync that succeeded)") from None
     result = SyncResult(kind, path, cat.database.lower(), names, full, seconds, listed)
     log.info(
-        "catalog: synced %s to %s.{%s} in %.2f s%s; %d partitions",
+        "catalog: synced %s to %s.{%s} in %.2f s%s",
         path,
         result.database,
         ",".join(names),
         seconds,
         " (full)" if full else "",
-        listed,
     )
     return result
 
@@ -236,10 +239,11 @@ def partitions(spark: SparkSession, settings: Settings, name: str) -> list[str]:
 
 
 def sync_all(spark: SparkSession, settings: Settings, *, full: bool = False) -> list[SyncResult]:
-    """Sync the log table and, where it exists, the quarantine table (a stream that never quarantined has none)."""
-    results = [sync(spark, settings, "log", full=full)]
+    """Sync the log table and, where it exists, the quarantine table (a stream that never quarantined
+    has none), and count what the catalog lists after it."""
+    results = [sync(spark, settings, "log", full=full, count=True)]
     if table.table_exists(spark, settings.table.effective_quarantine_path):
-        results.append(sync(spark, settings, "quarantine", full=full))
+        results.append(sync(spark, settings, "quarantine", full=full, count=True))
     return results
 
 

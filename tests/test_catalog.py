@@ -28,7 +28,7 @@ from ingest.job import run
 from ingest.metrics import IngestMetrics
 from ingest.produce import make_batch
 from loglake import catalog
-from loglake.errors import CatalogSyncError
+from loglake.errors import CatalogSyncError, ConfigError
 from loglake.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -187,6 +187,35 @@ def test_stream_registers_tables_and_partitions_read_by_name_by_spark_and_trino(
     assert catalog.partitions(spark, settings, "logs_rt") == [f"event_date={d}" for d in DAYS[1:]]
     left = sum(1 for r in expected.values() if r["event_date"] != DAYS[0] and r["user_id"] != subject)
     assert trino.query(f"SELECT count(*) FROM hudi.{database}.logs_ro") == [(left,)]
+
+    # A writer of Hudi's own version 8 would upgrade the table out of these readers' reach: refused.
+    assert "hoodie.table.version=6" in (Path(path) / ".hoodie" / "hoodie.properties").read_text()
+    with pytest.raises(ConfigError, match=r"setting table.version=8: the table at .* is version 6"):
+        run(settings_factory(topic, f"catalog.metastore_uris={hive_metastore}"), once=True)
+
+
+def test_sync_every_n_batches_registers_after_the_nth_only(
+    spark: Any, kafka_bootstrap: str, topic_factory: Any, settings_factory: Any, hive_metastore: str
+) -> None:
+    topic = topic_factory(partitions=1)
+    batches = three_days(per_day=3, seed=47)
+    send(kafka_bootstrap, topic, [encode(b) for b in batches])
+    settings = settings_factory(
+        topic,
+        "kafka.max_offsets_per_trigger=3",
+        f"catalog.metastore_uris={hive_metastore}",
+        f"catalog.database=lake_{uuid.uuid4().hex[:8]}",
+        "catalog.sync_every_batches=100",
+    )
+    metrics = IngestMetrics()
+
+    result = run(settings, once=True, metrics=metrics)
+
+    # Synced once, after the first batch (a run starts by catching up), then not for 100 batches.
+    assert result.batches == 3
+    assert counter(metrics, "loglake_ingest_catalog_syncs_total", table="log") == 1
+    assert counter(metrics, "loglake_ingest_catalog_unsynced_batches", table="log") == 2
+    assert catalog.partitions(spark, settings, "logs_rt") == [f"event_date={DAYS[0]}"]
 
 
 def test_a_metastore_that_is_down_never_costs_a_commit_and_the_next_sync_catches_up(

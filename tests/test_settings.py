@@ -116,9 +116,11 @@ def test_compaction_settings_validated() -> None:
 
 
 def test_the_shipped_workstation_settings_file_loads_and_states_the_defaults() -> None:
-    from loglake.settings import CompactionSettings, GdprSettings, IngestSettings
+    from loglake.settings import CatalogSettings, CompactionSettings, GdprSettings, IngestSettings
 
     shipped = load_settings(Path(__file__).resolve().parents[1] / "deploy" / "local" / "loglake.yaml")
+    assert shipped.catalog == CatalogSettings()
+    assert shipped.table.version == 8
     assert shipped.compaction == CompactionSettings()
     assert shipped.gdpr == GdprSettings()
     assert shipped.ingest == IngestSettings()
@@ -232,3 +234,22 @@ def test_schema_registry_settings_are_checked_at_start(assignment: str, words: s
         )
     assert words in str(err.value)
     assert "s3cret" not in str(err.value)
+
+
+def test_catalog_settings_name_what_is_wrong() -> None:
+    ok = load_settings(
+        assignments=[
+            "catalog.metastore_uris=thrift://hms-1:9083,thrift://hms-2:9083",
+            "catalog.hive_conf.hive.metastore.client.socket.timeout=30s",
+        ]
+    )
+    assert ok.catalog.active
+    assert ok.catalog.hive_conf == {"hive.metastore.client.socket.timeout": "30s"}
+    with pytest.raises(ConfigError, match=r"catalog.metastore_uris: 'http://hms:9083' is not a thrift://host:port"):
+        load_settings(assignments=["catalog.metastore_uris=thrift://hms:9083,http://hms:9083"])
+    with pytest.raises(ConfigError, match=r"catalog.database: 'logs-prod' is not a Hive name"):
+        load_settings(assignments=["catalog.database=logs-prod"])
+    with pytest.raises(ConfigError, match=r"keys \['spark.sql.x'\] are not Hive client settings"):
+        load_settings(assignments=["catalog.hive_conf.spark.sql.x=1"])
+    with pytest.raises(ConfigError, match=r"table.version"):
+        load_settings(assignments=["table.version=7"])
