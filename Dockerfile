@@ -1,12 +1,37 @@
 # The loglake image: Python 3.11, a Java 17 runtime, the package, and the Spark/Hudi/Kafka jars baked in
 # (resolved once at build time from Maven Central, so containers start offline).
-FROM python:3.11-slim-bookworm
+#
+# BASE is any Debian bookworm image: the public python:3.11-slim-bookworm by default, or a local
+# one where no registry is reachable (debootstrap --variant=minbase bookworm, then docker import),
+# whose python3 is bookworm's own 3.11.
+ARG BASE=python:3.11-slim-bookworm
+FROM ${BASE}
 
+# PEM certificates to trust besides the system's, for builds behind a TLS-inspecting proxy
+# (--build-arg EXTRA_CA_CERTS="$(cat proxy-ca.crt)"). One file per certificate, added before Java
+# is installed: Java's trust store (which Maven uses) takes the first certificate of each file only.
+# pip is pointed at the system bundle below.
+ARG EXTRA_CA_CERTS=""
+
+# Bookworm's python3 only where the base has no Python 3.11 of its own; a venv either way, so pip
+# never writes into a Python the system manages.
 RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && if [ -n "$EXTRA_CA_CERTS" ]; then \
+         printf '%s\n' "$EXTRA_CA_CERTS" \
+           | awk '/BEGIN CERTIFICATE/ {n++} n {print > ("/usr/local/share/ca-certificates/extra-" n ".crt")}' \
+         && update-ca-certificates; \
+       fi \
     && apt-get install -y --no-install-recommends openjdk-17-jre-headless maven \
-    && rm -rf /var/lib/apt/lists/*
+    && if ! command -v python3.11 >/dev/null; then \
+         apt-get install -y --no-install-recommends python3.11 python3.11-venv; \
+       fi \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3.11 -m venv /opt/venv
 
 ENV LOGLAKE_HOME=/opt/loglake \
+    PATH=/opt/venv/bin:$PATH \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
     PYTHONUNBUFFERED=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
