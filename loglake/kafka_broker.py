@@ -126,23 +126,17 @@ def _start_locked(data: Path, port: int, wait_seconds: float) -> str:
         MAIN_CLASS,
         str(data / SERVER_PROPERTIES),
     ]
-    with log_file.open("wb") as out:
-        # A new session keeps the broker alive after the starting command exits and out of the
-        # terminal's Ctrl-C; stdout goes to a file so no caller waits on an inherited pipe.
-        proc = subprocess.Popen(
-            cmd, cwd=data, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    processes.children[proc.pid] = proc
-    (data / PID_FILE).write_text(f"{proc.pid}\n")
     bootstrap = f"{HOST}:{port}"
-    log.info("started Kafka broker pid %d at %s (data %s)", proc.pid, bootstrap, data)
-    try:
-        _wait_until_answering(bootstrap, proc.pid, data, wait_seconds)
-    except BrokerError:
-        # A broker that never answered is of no use to anyone; do not leave it behind.
-        _terminate(proc.pid, timeout=10)
-        (data / PID_FILE).unlink(missing_ok=True)
-        raise
+    processes.launch(
+        cmd,
+        data=data,
+        log_file=log_file,
+        pid_file=data / PID_FILE,
+        ready=lambda pid: _wait_until_answering(bootstrap, pid, data, wait_seconds),
+        what="Kafka broker",
+        where=f"at {bootstrap} (data {data})",
+        error=BrokerError,
+    )
     return bootstrap
 
 
@@ -158,18 +152,16 @@ def stop(data_dir: Path | None = None, *, timeout: float = 30) -> bool:
         file is removed).
     """
     data = _resolve_dir(data_dir)
-    if not data.is_dir():
-        return False
-    pid_file = data / PID_FILE
-    with _folder_lock(data):
-        pid = _running_pid(data)
-        if pid is None:
-            pid_file.unlink(missing_ok=True)
-            return False
-        _terminate(pid, timeout=timeout)
-        pid_file.unlink(missing_ok=True)
-    log.info("stopped Kafka broker pid %d (data %s)", pid, data)
-    return True
+    stopped = processes.stop(
+        data,
+        pid_file=data / PID_FILE,
+        lock_file=data / LOCK_FILE,
+        running_pid=_running_pid,
+        what="Kafka broker",
+        error=BrokerError,
+        timeout=timeout,
+    )
+    return stopped is not None
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = DEFAULT_PARTITIONS) -> None:
@@ -232,10 +224,6 @@ def _running_pid(data: Path) -> int | None:
 
 def _folder_lock(data: Path) -> contextlib.AbstractContextManager[None]:
     return processes.folder_lock(data / LOCK_FILE)
-
-
-def _terminate(pid: int, timeout: float) -> None:
-    processes.terminate(pid, timeout, "Kafka broker", BrokerError)
 
 
 # ---------------------------------------------------------------- configuration

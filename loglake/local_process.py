@@ -17,7 +17,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,74 @@ def folder_lock(lock_file: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def launch(
+    cmd: list[str],
+    *,
+    data: Path,
+    log_file: Path,
+    pid_file: Path,
+    ready: Callable[[int], None],
+    what: str,
+    where: str,
+    error: type[Exception],
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Start a server detached, record its pid, and wait for ``ready(pid)``; return the pid.
+
+    A new session keeps the server alive after the starting command exits and out of the terminal's
+    Ctrl-C; stdout goes to ``log_file`` so no caller waits on an inherited pipe. A server that never
+    became ready (``ready`` raised ``error``) is of no use to anyone: it is stopped and its pid file
+    removed before the error goes on.
+    """
+    with log_file.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=data,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    children[proc.pid] = proc
+    pid_file.write_text(f"{proc.pid}\n")
+    log.info("started %s pid %d %s", what, proc.pid, where)
+    try:
+        ready(proc.pid)
+    except error:
+        terminate(proc.pid, 10, what, error)
+        pid_file.unlink(missing_ok=True)
+        raise
+    return proc.pid
+
+
+def stop(
+    data: Path,
+    *,
+    pid_file: Path,
+    lock_file: Path,
+    running_pid: Callable[[Path], int | None],
+    what: str,
+    error: type[Exception],
+    timeout: float,
+) -> int | None:
+    """Stop the server of ``data`` (SIGTERM, then SIGKILL after ``timeout`` s) under its folder lock.
+
+    Returns the pid that was stopped, or None if none was running (a stale pid file is removed).
+    """
+    if not data.is_dir():
+        return None
+    with folder_lock(lock_file):
+        pid = running_pid(data)
+        if pid is None:
+            pid_file.unlink(missing_ok=True)
+            return None
+        terminate(pid, timeout, what, error)
+        pid_file.unlink(missing_ok=True)
+    log.info("stopped %s pid %d (data %s)", what, pid, data)
+    return pid
 
 
 def read_pid(pid_file: Path) -> int | None:

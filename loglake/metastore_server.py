@@ -193,29 +193,18 @@ def _start_locked(data: Path, port: int, wait_seconds: float) -> str:
         classpath,
         MAIN_CLASS,
     ]
-    with (data / SERVER_LOG).open("wb") as out:
-        # A new session keeps the server alive after the starting command exits and out of the
-        # terminal's Ctrl-C; stdout goes to a file so no caller waits on an inherited pipe.
-        proc = subprocess.Popen(
-            cmd,
-            cwd=data,
-            env=_java_env(home),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    processes.children[proc.pid] = proc
-    (data / PID_FILE).write_text(f"{proc.pid}\n")
     uri = _uri(port)
-    log.info("started Hive metastore pid %d at %s with %s (data %s)", proc.pid, uri, java, data)
-    try:
-        _wait_until_answering(port, proc.pid, data, wait_seconds)
-    except MetastoreError:
-        # A server that never answered is of no use to anyone; do not leave it behind.
-        _terminate(proc.pid, timeout=10)
-        (data / PID_FILE).unlink(missing_ok=True)
-        raise
+    processes.launch(
+        cmd,
+        data=data,
+        log_file=data / SERVER_LOG,
+        pid_file=data / PID_FILE,
+        ready=lambda pid: _wait_until_answering(port, pid, data, wait_seconds),
+        what="Hive metastore",
+        where=f"at {uri} with {java} (data {data})",
+        error=MetastoreError,
+        env=_java_env(home),
+    )
     return uri
 
 
@@ -231,18 +220,16 @@ def stop(data_dir: Path | None = None, *, timeout: float = 30) -> bool:
         file is removed).
     """
     data = _resolve_dir(data_dir)
-    if not data.is_dir():
-        return False
-    pid_file = data / PID_FILE
-    with _folder_lock(data):
-        pid = _running_pid(data)
-        if pid is None:
-            pid_file.unlink(missing_ok=True)
-            return False
-        _terminate(pid, timeout=timeout)
-        pid_file.unlink(missing_ok=True)
-    log.info("stopped Hive metastore pid %d (data %s)", pid, data)
-    return True
+    stopped = processes.stop(
+        data,
+        pid_file=data / PID_FILE,
+        lock_file=data / LOCK_FILE,
+        running_pid=_running_pid,
+        what="Hive metastore",
+        error=MetastoreError,
+        timeout=timeout,
+    )
+    return stopped is not None
 
 
 def list_databases(uri: str, *, timeout: float = 10) -> list[str]:
@@ -383,10 +370,6 @@ def _running_pid(data: Path) -> int | None:
 
 def _folder_lock(data: Path) -> contextlib.AbstractContextManager[None]:
     return processes.folder_lock(data / LOCK_FILE)
-
-
-def _terminate(pid: int, timeout: float) -> None:
-    processes.terminate(pid, timeout, "Hive metastore", MetastoreError)
 
 
 # ---------------------------------------------------------------- configuration

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -112,23 +111,17 @@ def _start_locked(data: Path, port: int, wait_seconds: float) -> str:
         "-jar",
         str(home / RUN_JAR),
     ]
-    with (data / SERVER_LOG).open("wb") as out:
-        # A new session keeps the server alive after the starting command exits and out of the
-        # terminal's Ctrl-C; stdout goes to a file so no caller waits on an inherited pipe.
-        proc = subprocess.Popen(
-            cmd, cwd=data, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    processes.children[proc.pid] = proc
-    (data / PID_FILE).write_text(f"{proc.pid}\n")
     url = _url(port)
-    log.info("started schema registry pid %d at %s with %s (data %s)", proc.pid, url, java, data)
-    try:
-        _wait_until_answering(url, proc.pid, data, wait_seconds)
-    except RegistryError:
-        # A server that never answered is of no use to anyone; do not leave it behind.
-        _terminate(proc.pid, timeout=10)
-        (data / PID_FILE).unlink(missing_ok=True)
-        raise
+    processes.launch(
+        cmd,
+        data=data,
+        log_file=data / SERVER_LOG,
+        pid_file=data / PID_FILE,
+        ready=lambda pid: _wait_until_answering(url, pid, data, wait_seconds),
+        what="schema registry",
+        where=f"at {url} with {java} (data {data})",
+        error=RegistryError,
+    )
     return url
 
 
@@ -144,18 +137,16 @@ def stop(data_dir: Path | None = None, *, timeout: float = 30) -> bool:
         file is removed).
     """
     data = _resolve_dir(data_dir)
-    if not data.is_dir():
-        return False
-    pid_file = data / PID_FILE
-    with _folder_lock(data):
-        pid = _running_pid(data)
-        if pid is None:
-            pid_file.unlink(missing_ok=True)
-            return False
-        _terminate(pid, timeout=timeout)
-        pid_file.unlink(missing_ok=True)
-    log.info("stopped schema registry pid %d (data %s)", pid, data)
-    return True
+    stopped = processes.stop(
+        data,
+        pid_file=data / PID_FILE,
+        lock_file=data / LOCK_FILE,
+        running_pid=_running_pid,
+        what="schema registry",
+        error=RegistryError,
+        timeout=timeout,
+    )
+    return stopped is not None
 
 
 def register(url: str, subject: str, schema_json: str, compatibility: str = "BACKWARD") -> int:
@@ -244,10 +235,6 @@ def _running_pid(data: Path) -> int | None:
 
 def _folder_lock(data: Path) -> contextlib.AbstractContextManager[None]:
     return processes.folder_lock(data / LOCK_FILE)
-
-
-def _terminate(pid: int, timeout: float) -> None:
-    processes.terminate(pid, timeout, "schema registry", RegistryError)
 
 
 # ---------------------------------------------------------------- configuration
