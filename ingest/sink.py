@@ -23,7 +23,7 @@ from ingest.registry import SchemaBook
 from ingest.schema import Decoding
 from ingest.shape import LogShape, default_shape
 from loglake import catalog, retry, table, timeline
-from loglake.errors import CatalogSyncError
+from loglake.errors import CatalogSyncError, TableError
 from loglake.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -247,12 +247,11 @@ class BatchWriter:
             if kind not in self.sync_now and due < every:
                 self.metrics.catalog_unsynced_batches.labels(table=kind).set(due)
                 continue
-            path = self.table_path if kind == "log" else self.quarantine_path
-            if not table.table_exists(spark, path):
-                self.sync_now.discard(kind)  # nothing written yet (a stream that never quarantined)
-                continue
             try:
                 result = catalog.sync(spark, self.settings, kind)
+            except TableError:
+                self.sync_now.discard(kind)  # nothing written yet (a stream that never quarantined)
+                continue
             except CatalogSyncError as exc:
                 self.sync_now.add(kind)
                 self.metrics.catalog_sync_failures.labels(table=kind).inc()

@@ -17,6 +17,7 @@ synced instant in the table's properties in the metastore).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -242,7 +243,7 @@ def sync_all(spark: SparkSession, settings: Settings, *, full: bool = False) -> 
     """Sync the log table and, where it exists, the quarantine table (a stream that never quarantined
     has none), and count what the catalog lists after it."""
     results = [sync(spark, settings, "log", full=full, count=True)]
-    if table.table_exists(spark, settings.table.effective_quarantine_path):
+    with contextlib.suppress(TableError):
         results.append(sync(spark, settings, "quarantine", full=full, count=True))
     return results
 
