@@ -42,7 +42,10 @@ COPY compaction compaction
 RUN pip install --no-cache-dir . \
     && loglake setup \
     && useradd --create-home --uid 1000 loglake \
-    && chown -R loglake /opt/loglake
+    && chown -R loglake /opt/loglake \
+    && mkdir /locks && chown loglake /locks
+# /locks: where docker-compose.yml mounts the writers' shared lock folder (a named volume takes this
+# folder's owner when first mounted, so the jobs, which do not run as root, can create lock files).
 
 USER loglake
 WORKDIR /home/loglake

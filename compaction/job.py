@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 SMALL_FILE_LIMIT = 104_857_600
 # Session catalog name prefix of the log table for procedures that take a table, not a path.
 SERVICES_CATALOG_PREFIX = "loglake_services"
+# How often a loop started before the stream's first commit looks for the table (at most).
+TABLE_WAIT_SECONDS = 30.0
 
 CLUSTERING_SKIPPED_BUCKET = (
     "the bucket index fixes each key's file group, so Hudi cannot cluster this table; compaction writes "
@@ -190,6 +192,25 @@ def run_round(spark: SparkSession, settings: Settings, *, schedule: bool) -> Rou
     return result
 
 
+def _not_ready(spark: SparkSession, path: str) -> str | None:
+    """Why there is nothing to service yet, or None."""
+    if not table.table_exists(spark, path):
+        return f"table.path={path} is not a Hudi table (no .hoodie/hoodie.properties there)"
+    if not timeline.has_commits(spark, path):
+        return f"table.path={path} has no completed commit yet (the stream's first commit has not landed)"
+    return None
+
+
+def _wait_for_table(spark: SparkSession, settings: Settings, path: str, sleep: Callable[[float], None]) -> None:
+    """A loop started beside a stream that has not committed yet (a fresh deployment, where both
+    start at once) waits for the first commit instead of exiting and being restarted over and over."""
+    wait = min(settings.compaction.loop_seconds, TABLE_WAIT_SECONDS)
+    log.info("%s; checking every %g s", _not_ready(spark, path), wait)
+    while _not_ready(spark, path) is not None:
+        sleep(wait)
+    log.info("table.path=%s has its first commit", path)
+
+
 def run_compact(
     settings: Settings,
     *,
@@ -203,8 +224,10 @@ def run_compact(
     """Run table services on the log table: one round, until caught up, or forever (``loop``)."""
     path = settings.table.require_path()
     spark = spark or get_spark(settings, app_name=f"loglake-compact[{settings.table.name}]")
-    if not table.table_exists(spark, path):
-        raise TableError(f"table.path={path} is not a Hudi table (no .hoodie/hoodie.properties there)")
+    if (problem := _not_ready(spark, path)) is not None:
+        if not loop:
+            raise TableError(problem)
+        _wait_for_table(spark, settings, path, sleep)
     started = time.monotonic()
     small = int(table.service_options(settings).get("hoodie.parquet.small.file.limit", SMALL_FILE_LIMIT))
     before = timeline.health(spark, path)

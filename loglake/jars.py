@@ -87,6 +87,9 @@ KAFKA_JARS = JarSet(
     name="kafka",
     coordinates=(
         f"org.apache.kafka:kafka_2.13:{KAFKA_VERSION}",
+        # The admin commands (TopicCommand behind kafka-topics.sh), which the broker jar no longer holds:
+        # the broker image's health check and an operator's shell use them.
+        f"org.apache.kafka:kafka-tools:{KAFKA_VERSION}",
         # The Kafka distribution ships this binding; the bare artifact has none and logs nothing.
         "org.slf4j:slf4j-reload4j:1.7.36",
     ),

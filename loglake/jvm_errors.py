@@ -48,11 +48,9 @@ def deepest_error(text: str) -> str:
     ]
     if causes:
         return causes[-1][:500]
-    errors = [
-        line.strip()
-        for line in text.splitlines()
-        if line.strip() and not _WRAPPERS.match(line) and re.match(r"^[\w.$]+(Error|Exception)\b", line.strip())
-    ]
+    # Py4J prints the Java exception after ": " on the line below "An error occurred while calling ...".
+    stated = [line.strip().removeprefix(": ") for line in text.splitlines() if not _WRAPPERS.match(line)]
+    errors = [line for line in stated if re.match(r"^[\w.$]+(Error|Exception)\b", line)]
     return (errors[-1] if errors else text.strip().splitlines()[0] if text.strip() else "unknown error")[:500]
 
 

@@ -47,6 +47,12 @@ def instant_epoch_seconds(spark: SparkSession, instant: str) -> float:
     return float(generator.parseDateFromInstantTime(instant).getTime()) / 1000
 
 
+def has_commits(spark: SparkSession, path: str) -> bool:
+    """Whether any write has completed on the table (a stream's first commit may still be under way
+    after it created the table's folder and properties)."""
+    return not meta_client(spark, path).getActiveTimeline().getCommitsTimeline().filterCompletedInstants().empty()
+
+
 def health(spark: SparkSession, path: str, now: float | None = None) -> TableHealth:
     """The table's compaction backlog, from a fresh read of its timeline."""
     timeline = meta_client(spark, path).getActiveTimeline()

@@ -100,11 +100,23 @@ def normalize(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def read_hudi_rs(path: str) -> pa.Table:
-    """Snapshot read with hudi-rs (the ``hudi`` package): an independent reader, no Spark, no JVM."""
+def s3_options(endpoint: str, access_key: str, secret_key: str) -> dict[str, str]:
+    """hudi-rs storage options for an S3-compatible store over plain HTTP."""
+    return {
+        "aws_access_key_id": access_key,
+        "aws_secret_access_key": secret_key,
+        "aws_endpoint": endpoint,
+        "aws_allow_http": "true",
+        "aws_region": "us-east-1",
+    }
+
+
+def read_hudi_rs(path: str, storage_options: dict[str, str] | None = None) -> pa.Table:
+    """Snapshot read with hudi-rs (the ``hudi`` package): an independent reader, no Spark, no JVM.
+    ``storage_options`` reach an object store (:func:`s3_options`)."""
     from hudi import HudiTableBuilder
 
-    table = HudiTableBuilder.from_base_uri(path).build()
+    table = HudiTableBuilder.from_base_uri(path).with_storage_options(storage_options or {}).build()
     batches = table.read()
     return pa.Table.from_batches(batches) if batches else pa.table({})
 

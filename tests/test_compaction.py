@@ -324,6 +324,51 @@ def test_loop_mode_runs_rounds_until_interrupted(spark: Any, tmp_path: Path) -> 
     assert code == 130
 
 
+def test_loop_started_before_the_stream_waits_for_the_table(spark: Any, tmp_path: Path) -> None:
+    """A loop started with the stream (a fresh deployment) waits for the table and its first commit
+    instead of exiting; a single round on a missing table still fails at once, naming the path."""
+    from conftest import TEST_SPARK_CONF
+
+    from bench.gdpr import synthetic_logs
+    from loglake import table as contract
+    from loglake.errors import TableError
+
+    path = tmp_path / "logs"
+    settings = load_settings(overrides={"table.path": str(path)}, assignments=TEST_SPARK_CONF)
+    with pytest.raises(TableError, match=f"table.path={path}"):
+        run_compact(settings, spark=spark)
+
+    pauses: list[float] = []
+
+    timeline_dir = path / ".hoodie" / "timeline"
+    held = tmp_path / "held"
+
+    def stream_commits_during_the_pauses(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 1:  # the stream has created the table; its first commit is not complete yet
+            synthetic_logs(spark, 500, subjects=1, days=1).write.format("hudi").options(
+                **contract.ingest_options(settings)
+            ).mode("append").save(str(path))
+            held.mkdir()
+            for completed in timeline_dir.glob("*.deltacommit"):
+                completed.rename(held / completed.name)
+        elif len(pauses) == 2:  # now it is
+            for completed in held.iterdir():
+                completed.rename(timeline_dir / completed.name)
+
+    class Done(Exception):
+        pass
+
+    def stop(result: Any) -> None:
+        raise Done
+
+    with pytest.raises(Done):
+        run_compact(settings, loop=True, spark=spark, sleep=stream_commits_during_the_pauses, on_round=stop)
+    # Checked every 30 s (the default 10-minute interval would leave a new table unserviced that long),
+    # until the table exists and then until its first commit has completed.
+    assert pauses == [30.0, 30.0] and not list(held.iterdir())
+
+
 def test_loop_rides_out_a_failed_round_then_stops_after_too_many(spark: Any, tmp_path: Path) -> None:
     """A round that fails (here: a pending compaction plan that does not parse) is logged and retried
     after the pause; compaction.max_failed_rounds failures in a row end the loop with the error."""

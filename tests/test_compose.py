@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+from docker_support import compose_client
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,17 +36,30 @@ def test_every_mounted_file_exists_and_the_stack_is_complete() -> None:
     assert settings.hoodie["hoodie.write.lock.filesystem.path"] == "file:///locks"
 
 
-def _client() -> list[str] | None:
-    docker = shutil.which("docker")
-    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
-        return [docker, "compose"]
-    legacy = shutil.which("docker-compose")
-    return [legacy] if legacy else None
-
-
 def test_a_compose_client_accepts_the_file() -> None:
-    client = _client()
+    client = compose_client()
     if client is None:
         pytest.skip("no compose client here (neither `docker compose` nor `docker-compose`); it needs no engine")
     result = subprocess.run([*client, "config", "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_local_override_replaces_every_public_image_but_grafana() -> None:
+    """deploy/compose/local.yml names a local image for each public one, and Grafana (no Debian
+    package) is kept out of a plain ``up`` by a profile."""
+    local = yaml.safe_load((ROOT / "deploy" / "compose" / "local.yml").read_text())["services"]
+    for name, service in _compose()["services"].items():
+        if name == "grafana":
+            assert local[name] == {"profiles": ["grafana"]}
+        elif service.get("image", "").startswith("loglake:"):
+            assert name not in local, f"{name} runs the project's own image, built from the Dockerfile"
+        else:
+            assert local[name]["image"].startswith("loglake-local/"), name
+    client = compose_client()
+    if client is None:
+        pytest.skip("no compose client here")
+    files = ["-f", "docker-compose.yml", "-f", "deploy/compose/local.yml"]
+    result = subprocess.run([*client, *files, "config"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    merged = yaml.safe_load(result.stdout)["services"]
+    assert merged["kafka"]["image"] == local["kafka"]["image"]

@@ -131,6 +131,22 @@ def test_any_other_failure_is_its_deepest_error_line() -> None:
     assert str(error).endswith("java.lang.IllegalArgumentException: bad partition path 'x'")
 
 
+def test_a_py4j_error_without_causes_is_its_java_exception_line() -> None:
+    """Py4J prints the Java exception after ": " below "An error occurred while calling ..."; with no
+    ``Caused by`` that line is the cause, not the Py4J wrapper."""
+    from loglake.jvm_errors import deepest_error
+
+    text = (
+        "Py4JJavaError: An error occurred while calling o61.sql.\n"
+        ": org.apache.hudi.exception.HoodieException: no completed commit in s3a://lake/tables/logs\n"
+        "\tat org.apache.hudi.X.y(X.java:1)\n"
+    )
+    assert (
+        deepest_error(text)
+        == "org.apache.hudi.exception.HoodieException: no completed commit in s3a://lake/tables/logs"
+    )
+
+
 def test_skipped_offsets_count_deleted_ranges_only() -> None:
     start = {"logs": {"0": 10, "1": 5, "2": 7}}
     end = {"logs": {"0": 30, "1": 9, "2": 7}}

@@ -15,26 +15,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
-from builders import encode, expected_rows, make_batches, normalize, raw_hits, send
+from builders import encode, expected_rows, make_batches, normalize, raw_hits, read_hudi_rs, s3_options, send
 from pyarrow import fs
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _hudi_rs(store: dict[str, str], uri: str) -> list[dict[str, Any]]:
-    from hudi import HudiTableBuilder
-
-    options = {
-        "aws_access_key_id": store["access_key"],
-        "aws_secret_access_key": store["secret_key"],
-        "aws_endpoint": store["endpoint"],
-        "aws_allow_http": "true",
-        "aws_region": "us-east-1",
-    }
-    batches = HudiTableBuilder.from_base_uri(uri).with_storage_options(options).build().read()
-    return pa.Table.from_batches(batches).to_pylist() if batches else []
+    options = s3_options(store["endpoint"], store["access_key"], store["secret_key"])
+    rows: list[dict[str, Any]] = read_hudi_rs(uri, options).to_pylist()
+    return rows
 
 
 def _download(store: dict[str, str], prefix: str, target: Path) -> int:

@@ -1,0 +1,151 @@
+"""docker-compose.yml for real: the stack up with the local images, logs produced, ingested into the
+table on the stack's S3 store, compacted by the loop, scraped and pushed, one subject erased, then
+down with its volumes.
+
+The images are the ones ``deploy/compose/local/build-images.sh`` builds (no registry is reachable
+here), mapped onto the public names by ``deploy/compose/local.yml``: the same two commands the README
+gives. The table is read back from the host through the stack's published S3 port with hudi-rs.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from builders import read_hudi_rs, s3_options
+from docker_support import ROOT, build_images, compose_client, require_engine
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+# What deploy/compose/loglake.yaml and deploy/compose/s3.json configure, and the published ports.
+S3 = s3_options("http://127.0.0.1:8333", "loglake", "loglake-secret")
+TABLE = "s3://lake/tables/logs"
+PROMETHEUS = "http://127.0.0.1:9090"
+PUSHGATEWAY = "http://127.0.0.1:9091"
+PUBLISHED_PORTS = (8333, 9090, 9091, 9464)
+MESSAGES = 400
+T = TypeVar("T")
+
+
+def _wait(what: str, probe: Callable[[], T | None], timeout: float, logs: Callable[[], str]) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = probe()
+        except Exception:  # a service that is still starting answers with anything
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {timeout:g} s; the stack's last log lines:\n{logs()}")
+        time.sleep(5)
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310 - 127.0.0.1 only
+        return str(r.read().decode())
+
+
+def _prometheus(query: str) -> list[dict[str, Any]]:
+    body = json.loads(_get(f"{PROMETHEUS}/api/v1/query?{urllib.parse.urlencode({'query': query})}"))
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
+    """The stack up (``up -d``, as the README says), yielding a runner of compose commands."""
+    require_engine()
+    client = compose_client()
+    if client is None:
+        pytest.fail("no compose client (docker-compose or docker compose): run make setup")
+    taken = [p for p in PUBLISHED_PORTS if socket.socket().connect_ex(("127.0.0.1", p)) == 0]
+    if taken:
+        pytest.fail(f"ports {taken} on 127.0.0.1 are taken; the stack publishes {PUBLISHED_PORTS}")
+    build_images()
+    project = f"loglaketest{uuid.uuid4().hex[:6]}"
+    base = [*client, "-p", project, "-f", "docker-compose.yml", "-f", "deploy/compose/local.yml"]
+
+    def compose(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([*base, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            pytest.fail(f"compose {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}\n{logs()}")
+        return proc
+
+    def logs() -> str:
+        proc = subprocess.run([*base, "logs", "--no-color", "--tail", "15"], cwd=ROOT, capture_output=True, text=True)
+        return proc.stdout[-6000:]
+
+    compose.logs = logs  # type: ignore[attr-defined]
+    try:
+        compose("up", "-d")
+        yield compose
+    finally:
+        subprocess.run([*base, "down", "-v", "--remove-orphans"], cwd=ROOT, capture_output=True, timeout=300)
+
+
+def test_the_stack_ingests_compacts_reports_and_erases(stack: Any) -> None:
+    logs = stack.logs
+    produced = stack(
+        "run",
+        "--rm",
+        "produce",
+        "produce",
+        "--bootstrap-servers",
+        "kafka:9092",
+        "--topic",
+        "logs",
+        "--messages",
+        str(MESSAGES),
+    )
+    report = json.loads(produced.stdout[produced.stdout.index("{") :])
+    records = report["records"]
+
+    # The ingest service writes every record into the table on the stack's S3 store.
+    def all_rows() -> list[dict[str, Any]] | None:
+        rows = read_hudi_rs(TABLE, S3).to_pylist()
+        return rows if len(rows) == records else None
+
+    rows = _wait(f"the table on S3 did not hold the {records} records produced", all_rows, 420, logs)
+    assert len({r["record_key"] for r in rows}) == records
+
+    # Prometheus scrapes the ingest service by its compose name.
+    def scraped() -> float | None:
+        result = _prometheus('loglake_ingest_records_written_total{job="loglake-ingest"}')
+        value = sum(float(r["value"][1]) for r in result)
+        return value if value >= records else None
+
+    assert _wait("Prometheus did not scrape the records written", scraped, 180, logs) == records
+
+    # The compaction loop, started with the stack before the table existed, serviced it and pushed.
+    def pushed() -> str | None:
+        text = _get(f"{PUSHGATEWAY}/metrics")
+        return text if "loglake_compaction_file_groups{" in text else None
+
+    _wait("the Pushgateway had no compaction metrics", pushed, 300, logs)
+
+    # An erasure request on the topic, then the gdpr profile's job: deleted, purged, verified.
+    user = rows[0]["user_id"]
+    theirs = sum(1 for r in rows if r["user_id"] == user)
+    request = json.dumps({"request_id": "compose-1", "user_id": user})
+    send = (
+        "import sys; from confluent_kafka import Producer; p = Producer({'bootstrap.servers': 'kafka:9092'}); "
+        "p.produce('erasure-requests', sys.argv[1].encode()); sys.exit(p.flush(30))"
+    )
+    stack("run", "--rm", "--entrypoint", "python", "produce", "-c", send, request)
+    erased = stack("--profile", "gdpr", "run", "--rm", "gdpr", timeout=900)
+    result = json.loads(erased.stdout[erased.stdout.index("{") :])
+    assert result["records_deleted"] == theirs > 0
+    assert result["verification"]["clean"] is True
+    assert result["completed_requests"] == ["compose-1"]
+    left = read_hudi_rs(TABLE, S3).to_pylist()
+    assert not [r for r in left if r["user_id"] == user]
+    assert len(left) == records - theirs
