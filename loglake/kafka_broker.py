@@ -336,7 +336,8 @@ def _client_config(bootstrap: str) -> dict[str, Any]:
     return {"bootstrap.servers": bootstrap, "logger": logging.getLogger("loglake.librdkafka")}
 
 
-def _answers(bootstrap: str, timeout: float) -> bool:
+def answers(bootstrap: str, timeout: float) -> bool:
+    """Whether a broker at ``bootstrap`` returns metadata within ``timeout`` seconds."""
     try:
         meta = AdminClient(_client_config(bootstrap)).list_topics(timeout=timeout)
     except KafkaException:
@@ -360,7 +361,7 @@ def _wait_until_answering(bootstrap: str, pid: int, data: Path, wait_seconds: fl
                 f"{data / BROKER_LOG}:\n{processes.log_tail(data / BROKER_LOG, LOG_TAIL_LINES)}"
             )
         # A plain connect first: the admin client would log every refused attempt while the JVM starts.
-        if _accepts_connections(port) and _answers(bootstrap, timeout=min(5.0, max(0.5, wait_seconds))):
+        if _accepts_connections(port) and answers(bootstrap, timeout=min(5.0, max(0.5, wait_seconds))):
             return
         if time.monotonic() > deadline:
             raise BrokerError(

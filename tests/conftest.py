@@ -87,11 +87,26 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     session.stop()
 
 
+# The session's broker: the process loglake's own code starts (default), or the same broker jars as a
+# container through testcontainers (LOGLAKE_TEST_KAFKA=container; needs a Docker engine). Read at
+# import: the autouse fixture below hides LOGLAKE_* variables from the tests.
+KAFKA_MODE = os.environ.get("LOGLAKE_TEST_KAFKA", "process")
+if KAFKA_MODE not in ("process", "container"):
+    raise pytest.UsageError(f"LOGLAKE_TEST_KAFKA={KAFKA_MODE!r}: expected process or container")
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real single-node KRaft broker on 127.0.0.1, started by the project's own code."""
+    """A real single-node KRaft broker on 127.0.0.1: a process started by the project's own code, or
+    (LOGLAKE_TEST_KAFKA=container) a container of the local Kafka image."""
     from loglake import kafka_broker
 
+    if KAFKA_MODE == "container":
+        from docker_support import kafka_container
+
+        with kafka_container(free_port()) as bootstrap:
+            yield bootstrap
+        return
     data = tmp_path_factory.mktemp("kafka")
     bootstrap = kafka_broker.start(port=free_port(), data_dir=data)
     yield bootstrap

@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -64,3 +67,45 @@ def compose_client() -> list[str] | None:
         return [docker, "compose"]
     legacy = shutil.which("docker-compose")
     return [legacy] if legacy else None
+
+
+@contextmanager
+def kafka_container(port: int) -> Iterator[str]:
+    """The Kafka image (the same broker jars as ``loglake kafka start``) as a container through
+    testcontainers, published on 127.0.0.1:``port``; yields its bootstrap address.
+
+    The host port is chosen before the start because the broker must advertise the address clients
+    reach it by. Ryuk, testcontainers' reaper, is off: its image is not reachable here, and the
+    container is stopped and removed when the block ends.
+    """
+    require_engine()
+    build_images("kafka")
+    os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"  # read when testcontainers is imported
+    from testcontainers.core.container import DockerContainer
+
+    from loglake import kafka_broker
+
+    bootstrap = f"127.0.0.1:{port}"
+    container = (
+        DockerContainer(KAFKA_IMAGE)
+        .with_env("KAFKA_ADVERTISED_LISTENERS", f"PLAINTEXT://{bootstrap}")
+        # As the process broker: four partitions by default and for the internal topics.
+        .with_env("KAFKA_NUM_PARTITIONS", "4")
+        .with_env("KAFKA_OFFSETS_TOPIC_NUM_PARTITIONS", "4")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_NUM_PARTITIONS", "4")
+    )
+    # Published on the loopback only (with_bind_ports takes no address; docker-py's ports mapping does).
+    container.ports["9092/tcp"] = ("127.0.0.1", port)
+    container.start()
+    try:
+        deadline = time.monotonic() + 90
+        while not kafka_broker.answers(bootstrap, timeout=2):
+            wrapped = container.get_wrapped_container()
+            wrapped.reload()
+            if time.monotonic() > deadline or wrapped.status == "exited":
+                out, err = container.get_logs()
+                pytest.fail(f"the Kafka container did not answer on {bootstrap}:\n{(out + err).decode()[-3000:]}")
+            time.sleep(1)
+        yield bootstrap
+    finally:
+        container.stop()

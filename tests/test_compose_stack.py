@@ -60,6 +60,11 @@ def _prometheus(query: str) -> list[dict[str, Any]]:
     return result
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
     """The stack up (``up -d``, as the README says), yielding a runner of compose commands."""
@@ -67,7 +72,7 @@ def stack() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
     client = compose_client()
     if client is None:
         pytest.fail("no compose client (docker-compose or docker compose): run make setup")
-    taken = [p for p in PUBLISHED_PORTS if socket.socket().connect_ex(("127.0.0.1", p)) == 0]
+    taken = [p for p in PUBLISHED_PORTS if _listening(p)]
     if taken:
         pytest.fail(f"ports {taken} on 127.0.0.1 are taken; the stack publishes {PUBLISHED_PORTS}")
     build_images()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages loglake needs when they are missing: a Java 17 runtime (Spark, Kafka),
-# Maven (one-time jar resolution), Prometheus, its Pushgateway and promtool (metrics tests), and a
-# compose client (validates docker-compose.yml).
+# Maven (one-time jar resolution), Prometheus, its Pushgateway and promtool (metrics tests), a compose
+# client, and a Docker engine with debootstrap (the container tests).
 # Python 3.11 itself is expected on the machine.
 set -euo pipefail
 need=()
@@ -10,8 +10,12 @@ if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then need+=(openj
 command -v mvn >/dev/null || need+=(maven)
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v prometheus-pushgateway >/dev/null || need+=(prometheus-pushgateway)
-# A compose client validates docker-compose.yml in the tests; it needs no Docker engine.
+# A compose client validates docker-compose.yml in the tests (no engine needed) and runs the stack.
 if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1; then need+=(docker-compose); fi
+# The container tests: a Docker engine (unless one already answers), and debootstrap for the Debian
+# base image the local images are built on (no image registry is assumed).
+if ! docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null; then need+=(docker.io); fi
+command -v debootstrap >/dev/null || need+=(debootstrap)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null; then
   echo "missing: ${need[*]}; install them (Debian/Ubuntu: apt-get install ${need[*]})" >&2
