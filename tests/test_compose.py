@@ -63,3 +63,19 @@ def test_the_local_override_replaces_every_public_image_but_grafana() -> None:
     assert result.returncode == 0, result.stderr
     merged = yaml.safe_load(result.stdout)["services"]
     assert merged["kafka"]["image"] == local["kafka"]["image"]
+
+
+def test_the_images_jar_layer_copies_every_module_it_imports() -> None:
+    """The Dockerfile resolves the jars from three files copied before the rest of the code (so a
+    code edit keeps that layer): they must not import any other loglake module."""
+    import ast
+
+    copied = {"loglake/__init__.py", "loglake/errors.py", "loglake/jars.py"}
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "COPY " + " ".join(sorted(copied)) + " /tmp/jars/loglake/" in dockerfile
+    for name in copied:
+        tree = ast.parse((ROOT / name).read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        imported |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+        ours = {m for m in imported if m.split(".")[0] in ("loglake", "ingest", "gdpr", "compaction")}
+        assert {m.replace(".", "/") + ".py" for m in ours} <= copied, f"{name} imports {sorted(ours)}"

@@ -10,18 +10,21 @@ gives. The table is read back from the host through the stack's published S3 por
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from builders import read_hudi_rs, s3_options
-from docker_support import ROOT, build_images, compose_client, require_engine
+from docker_support import ROOT, build_images, compose_client, docker_cli, require_engine
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -76,25 +79,43 @@ def stack() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
     if taken:
         pytest.fail(f"ports {taken} on 127.0.0.1 are taken; the stack publishes {PUBLISHED_PORTS}")
     build_images()
-    project = f"loglaketest{uuid.uuid4().hex[:6]}"
-    base = [*client, "-p", project, "-f", "docker-compose.yml", "-f", "deploy/compose/local.yml"]
+    # As the README runs it: both files through COMPOSE_FILE; a project name of its own.
+    env = {
+        **os.environ,
+        "COMPOSE_FILE": "docker-compose.yml:deploy/compose/local.yml",
+        "COMPOSE_PROJECT_NAME": f"loglaketest{uuid.uuid4().hex[:6]}",
+    }
+
+    def run(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*client, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
     def compose(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([*base, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        proc = run(*args, timeout=timeout)
         if check and proc.returncode != 0:
             pytest.fail(f"compose {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}\n{logs()}")
         return proc
 
+    # Every service's whole log is kept here when the stack goes down, for a look after a failure.
+    saved = Path(tempfile.gettempdir()) / f"{env['COMPOSE_PROJECT_NAME']}.log"
+
     def logs() -> str:
-        proc = subprocess.run([*base, "logs", "--no-color", "--tail", "15"], cwd=ROOT, capture_output=True, text=True)
-        return proc.stdout[-6000:]
+        return run("logs", "--no-color", "--tail", "15", timeout=120).stdout[-6000:] + f"\n(all of it: {saved})"
 
     compose.logs = logs  # type: ignore[attr-defined]
     try:
         compose("up", "-d")
         yield compose
     finally:
-        subprocess.run([*base, "down", "-v", "--remove-orphans"], cwd=ROOT, capture_output=True, timeout=300)
+        saved.write_text(run("logs", "--no-color", "--timestamps", timeout=300).stdout)
+        run("down", "-v", "--remove-orphans", timeout=300)
+        project = env["COMPOSE_PROJECT_NAME"]
+        left = subprocess.run(
+            [str(docker_cli()), "volume", "ls", "-q", "--filter", f"name={project}_"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout.split()
+        assert not left, f"down -v left volumes {left}"
 
 
 def test_the_stack_ingests_compacts_reports_and_erases(stack: Any) -> None:
