@@ -515,13 +515,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     # mid-write the traceback even landed after that line. -v keeps it.
     logging.getLogger("py4j.clientserver").setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
     handler: Callable[[argparse.Namespace], int] = args.handler
+
+    def last_line(text: str) -> None:
+        # The failure line is the last thing the operator reads: other threads still talking to a dead
+        # JVM (Py4J logs each failed send as a traceback on the root logger) stay quiet after it.
+        if not args.verbose:
+            logging.disable(logging.CRITICAL)
+        print(f"loglake {args.command}: {text}", file=sys.stderr)
+
     try:
         return handler(args)
     except ConfigError as exc:
-        print(f"loglake {args.command}: configuration error: {exc}", file=sys.stderr)
+        last_line(f"configuration error: {exc}")
         return _exit(EXIT_USAGE)
     except LoglakeError as exc:
-        print(f"loglake {args.command}: error: {exc}", file=sys.stderr)
+        last_line(f"error: {exc}")
         return _exit(int(getattr(exc, "exit_code", EXIT_FAILED)))
     except Exception as exc:
         if not _from_the_jvm(exc):
@@ -531,7 +539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from loglake.jvm_errors import chain_text, deepest_error
 
         log.debug("failure", exc_info=True)
-        print(f"loglake {args.command}: error: {deepest_error(chain_text(exc))}", file=sys.stderr)
+        last_line(f"error: {deepest_error(chain_text(exc))}")
         return _exit(EXIT_FAILED)
     except KeyboardInterrupt:
         print(f"loglake {args.command}: interrupted", file=sys.stderr)
