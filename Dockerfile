@@ -5,16 +5,15 @@
 # one where no registry is reachable (debootstrap --variant=minbase bookworm, then docker import),
 # whose python3 is bookworm's own 3.11.
 ARG BASE=python:3.11-slim-bookworm
-FROM ${BASE}
 
+# Stage "java": the base with a Java 17 runtime and the extra certificates. The local Kafka image
+# builds on it too (deploy/compose/local/build-images.sh, --target java).
+FROM ${BASE} AS java
 # PEM certificates to trust besides the system's, for builds behind a TLS-inspecting proxy
 # (--build-arg EXTRA_CA_CERTS="$(cat proxy-ca.crt)"). One file per certificate, added before Java
 # is installed: Java's trust store (which Maven uses) takes the first certificate of each file only.
 # pip is pointed at the system bundle below.
 ARG EXTRA_CA_CERTS=""
-
-# Bookworm's python3 only where the base has no Python 3.11 of its own; a venv either way, so pip
-# never writes into a Python the system manages.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && if [ -n "$EXTRA_CA_CERTS" ]; then \
@@ -22,7 +21,14 @@ RUN apt-get update \
            | awk '/BEGIN CERTIFICATE/ {n++} n {print > ("/usr/local/share/ca-certificates/extra-" n ".crt")}' \
          && update-ca-certificates; \
        fi \
-    && apt-get install -y --no-install-recommends openjdk-17-jre-headless maven \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless \
+    && rm -rf /var/lib/apt/lists/*
+
+FROM java
+# Bookworm's python3 only where the base has no Python 3.11 of its own; a venv either way, so pip
+# never writes into a Python the system manages.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends maven \
     && if ! command -v python3.11 >/dev/null; then \
          apt-get install -y --no-install-recommends python3.11 python3.11-venv; \
        fi \

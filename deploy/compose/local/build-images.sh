@@ -63,7 +63,8 @@ image_base() {
 
 image_java() {
   has_image "$BASE" || image_base
-  build "$JAVA" "$HERE/java/Dockerfile" "$HERE/java" --build-arg "BASE=$BASE" \
+  # The project Dockerfile's first stage, so the loglake image and this one share its layers.
+  build "$JAVA" "$ROOT/Dockerfile" "$ROOT" --target java --build-arg "BASE=$BASE" \
     --build-arg "EXTRA_CA_CERTS=$LOGLAKE_EXTRA_CA_CERTS"
 }
 
@@ -99,9 +100,10 @@ image_seaweedfs() {
 }
 
 image_loglake() {
-  # The project's own Dockerfile, as users build it; only the base differs (it has Java already).
-  has_image "$JAVA" || image_java
-  build loglake:local "$ROOT/Dockerfile" "$ROOT" --build-arg "BASE=$JAVA" \
+  # The project's own Dockerfile, as users build it; only the base differs. Its java stage is the
+  # java image's, so those layers come from the build cache.
+  has_image "$BASE" || image_base
+  build loglake:local "$ROOT/Dockerfile" "$ROOT" --build-arg "BASE=$BASE" \
     --build-arg "EXTRA_CA_CERTS=$LOGLAKE_EXTRA_CA_CERTS"
 }
 
