@@ -57,6 +57,10 @@ COPY loglake loglake
 COPY ingest ingest
 COPY gdpr gdpr
 COPY compaction compaction
+COPY app app
+COPY devservers devservers
+COPY deploy/__init__.py deploy/__init__.py
+COPY deploy/emr deploy/emr
 RUN pip install --no-cache-dir --no-deps . \
     && loglake setup \
     && useradd --create-home --uid 1000 loglake \

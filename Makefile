@@ -44,7 +44,7 @@ test-kafka-container: setup ## exactly-once and round-trip tests against the Kaf
 
 lint: setup ## ruff and mypy
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check loglake ingest gdpr compaction bench
+	$(BIN)/ruff format --check loglake ingest gdpr compaction app devservers deploy bench
 	$(BIN)/mypy
 
 bench: setup ## ingest benchmark, prints JSON (MESSAGES=... to size it)

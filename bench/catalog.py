@@ -26,11 +26,12 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from app.produce import encode_avro, make_batch
 from bench.ingest import _free_port, machine
+from devservers import kafka_broker, metastore_server
 from ingest.job import run
 from ingest.metrics import IngestMetrics
-from ingest.produce import encode_avro, make_batch
-from loglake import catalog, kafka_broker, metastore_server
+from loglake import catalog
 from loglake.settings import load_settings
 from loglake.spark import get_spark
 

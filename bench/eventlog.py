@@ -1,6 +1,6 @@
 """Where a run's time went, from a Spark event log: one line per job, in start order.
 
-    python -m loglake.cli ingest --once --set spark.eventLog.enabled=true --set spark.eventLog.dir=/tmp/ev
+    python -m app.cli ingest --once --set spark.eventLog.enabled=true --set spark.eventLog.dir=/tmp/ev
     python -m bench.eventlog /tmp/ev/local-*  [--min-seconds 0.5]
 
 Per job: start (seconds after the first job), wall seconds, tasks, task run time and GC time summed

@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.produce import PRODUCER_CONFIG, encode_avro, make_batch
 from bench.ingest import _free_port, machine
 from bench.peers import tree_peak_mib
-from ingest.produce import PRODUCER_CONFIG, encode_avro, make_batch
-from loglake import kafka_broker
+from devservers import kafka_broker
 
 NOW_MS = 1_795_000_000_000
 
@@ -86,7 +86,7 @@ def _case(work: Path, bootstrap: str, name: str, payloads: list[bytes], **ingest
     )
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "loglake.cli", "ingest", "--once", "--config", str(config)],
+        [sys.executable, "-m", "app.cli", "ingest", "--once", "--config", str(config)],
         stdout=subprocess.PIPE,
         stderr=(work / f"{name}.log").open("wb"),
     )

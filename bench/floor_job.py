@@ -27,7 +27,7 @@ def _run(bootstrap: str, topic: str, partitions: list[int], out: str, worker: in
     from confluent_kafka import Consumer, TopicPartition
 
     schema = fastavro.parse_schema(
-        __import__("json").loads(resources.files("ingest").joinpath("schemas/log_batch.avsc").read_text())
+        __import__("json").loads(resources.files("loglake").joinpath("schemas/log_batch.avsc").read_text())
     )
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"floor-{worker}", "enable.auto.commit": False})
     ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions}

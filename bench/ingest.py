@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.produce import produce
+from devservers import kafka_broker
 from ingest.job import run
 from ingest.metrics import IngestMetrics
-from ingest.produce import produce
-from loglake import kafka_broker
 from loglake.settings import load_settings
 from loglake.spark import get_spark
 

@@ -31,9 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.produce import PRODUCER_CONFIG, encode_avro, make_batch
 from bench.ingest import _free_port, machine
-from ingest.produce import PRODUCER_CONFIG, encode_avro, make_batch
-from loglake import kafka_broker
+from devservers import kafka_broker
 
 
 def _instant_seconds(instant: str, local: bool) -> float:
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     log = (work / "ingest.log").open("wb")
     stream = subprocess.Popen(
-        [sys.executable, "-m", "loglake.cli", "ingest", "--config", str(config)], stdout=log, stderr=log
+        [sys.executable, "-m", "app.cli", "ingest", "--config", str(config)], stdout=log, stderr=log
     )
     producer = threading.Thread(target=produce, daemon=True)
     producer.start()

@@ -34,10 +34,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from app.produce import produce
 from bench.ingest import _free_port, _vm_hwm_kib, machine
 from bench.soak import _children
-from ingest.produce import produce
-from loglake import kafka_broker
+from devservers import kafka_broker
 
 CONTENDERS = ("loglake", "plain_hudi", "plain_layout", "floor")
 
@@ -69,7 +69,7 @@ def _command(name: str, bootstrap: str, topic: str, out: Path) -> list[str]:
                 }
             )
         )
-        return [*py, "loglake.cli", "ingest", "--once", "--config", str(config)]
+        return [*py, "app.cli", "ingest", "--once", "--config", str(config)]
     if name.startswith("plain_"):
         layout = "hudi" if name == "plain_hudi" else "loglake"
         return [

@@ -44,7 +44,7 @@ def main() -> None:
     if args.driver_memory:
         builder = builder.config("spark.driver.memory", args.driver_memory)
     spark = builder.getOrCreate()
-    schema = resources.files("ingest").joinpath("schemas/log_batch.avsc").read_text()
+    schema = resources.files("loglake").joinpath("schemas/log_batch.avsc").read_text()
 
     batches = (
         spark.readStream.format("kafka")

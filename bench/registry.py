@@ -20,10 +20,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from app.produce import produce, schema_versions
 from bench.ingest import _free_port, machine
+from devservers import kafka_broker, registry_server
 from ingest.job import run
-from ingest.produce import produce, schema_versions
-from loglake import kafka_broker, registry_server
 from loglake.settings import load_settings
 from loglake.spark import get_spark
 

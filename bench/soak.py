@@ -26,9 +26,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from app.produce import PRODUCER_CONFIG, encode_avro, make_batch
 from bench.ingest import _free_port, machine
-from ingest.produce import PRODUCER_CONFIG, encode_avro, make_batch
-from loglake import kafka_broker
+from devservers import kafka_broker
 
 
 def _scrape(port: int) -> dict[str, float]:
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     producer = threading.Thread(target=produce, daemon=True)
     producer.start()
-    cli = [sys.executable, "-m", "loglake.cli"]
+    cli = [sys.executable, "-m", "app.cli"]
     logs = {name: (work / f"{name}.log").open("wb") for name in ("ingest", "compact", "gdpr")}
     stream = subprocess.Popen([*cli, "ingest", "--config", str(config)], stdout=logs["ingest"], stderr=logs["ingest"])
     compact: subprocess.Popen[bytes] | None = None

@@ -88,7 +88,7 @@ def message_decoders(avro_schema: str | None = None) -> list[Any]:
         ConfigError: the file cannot be read or holds no Avro schema.
     """
     if avro_schema is None:
-        from ingest.schema import avro_schema_json
+        from loglake.shape import avro_schema_json
 
         return [json_decoder, AvroDecoder(avro_schema_json())]
     path = Path(avro_schema).expanduser()

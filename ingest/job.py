@@ -23,14 +23,14 @@ from ingest import checkpoint_lock, failures, source
 from ingest.health import KafkaProbe
 from ingest.listener import IngestListener, QueueAge
 from ingest.metrics import IngestMetrics
-from ingest.shape import LogShape
-from ingest.shape import load as load_shape
 from ingest.sink import BatchWriter
 from loglake import __version__, table
 from loglake import metrics as prom
 from loglake.jvm_errors import jvm_gone
 from loglake.paths import check_writable
 from loglake.settings import Settings
+from loglake.shape import LogShape
+from loglake.shape import load as load_shape
 from loglake.spark import get_spark
 
 log = logging.getLogger(__name__)

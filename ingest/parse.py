@@ -28,8 +28,8 @@ from pyspark.sql import types as T
 from pyspark.sql.avro.functions import from_avro, to_avro
 
 from ingest.schema import Decoding
-from ingest.shape import EVENT_TIME_COLUMN, LogShape, default_shape
 from loglake.settings import IngestSettings
+from loglake.shape import EVENT_TIME_COLUMN, LogShape, default_shape
 from loglake.table import (
     PARTITION_FIELD,
     QUARANTINE_COLUMNS,

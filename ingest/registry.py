@@ -23,9 +23,9 @@ from pyspark.sql import SparkSession
 
 from ingest.metrics import IngestMetrics
 from ingest.schema import Decoding, SchemaMismatch, encoding_delta, merge, record_schema
-from ingest.shape import LogShape, with_plain_times
 from loglake.errors import SchemaRegistryUnavailableError
 from loglake.settings import SchemaRegistrySettings
+from loglake.shape import LogShape, with_plain_times
 
 log = logging.getLogger(__name__)
 

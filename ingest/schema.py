@@ -1,4 +1,4 @@
-"""The public message contract, the ``LogBatch`` Avro schema, and how writer schemas grow the table.
+"""How writer schemas grow the table's reader schema.
 
 With a schema registry, each message names its writer schema. Every message is decoded into one
 reader schema: LogBatch, grown by the optional fields writers add at the batch or record level,
@@ -11,23 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from typing import Any
-
-SCHEMA_FILE = "log_batch.avsc"
-
-
-@cache
-def avro_schema_json() -> str:
-    """The writer schema as committed in ``ingest/schemas/log_batch.avsc`` (Spark's from_avro wants text)."""
-    return resources.files("ingest").joinpath("schemas", SCHEMA_FILE).read_text(encoding="utf-8")
-
-
-def avro_schema() -> dict[str, Any]:
-    """The writer schema as a dict (for fastavro's ``parse_schema``)."""
-    schema: dict[str, Any] = json.loads(avro_schema_json())
-    return schema
 
 
 class SchemaMismatch(ValueError):

@@ -21,10 +21,10 @@ from ingest import parse
 from ingest.metrics import IngestMetrics
 from ingest.registry import SchemaBook
 from ingest.schema import Decoding
-from ingest.shape import LogShape, default_shape
 from loglake import catalog, retry, table, timeline
 from loglake.errors import CatalogSyncError, TableError
 from loglake.settings import Settings
+from loglake.shape import LogShape, default_shape
 
 log = logging.getLogger(__name__)
 

@@ -31,11 +31,11 @@ SCALA_BINARY = "2.12"
 HUDI_VERSION = "1.0.2"
 KAFKA_VERSION = "3.9.1"
 MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
-# The local schema registry (loglake.registry_server). Apicurio publishes it as a Quarkus application
+# The local schema registry (devservers.registry_server). Apicurio publishes it as a Quarkus application
 # archive (quarkus-run.jar, lib/, app/, quarkus/ at the top, 158 MB); 3.x needs Java 21.
 APICURIO_VERSION = "3.3.3"
 APICURIO_REGISTRY = f"io.apicurio:apicurio-registry-app:{APICURIO_VERSION}:tar.gz:all"
-# The local Hive Metastore (loglake.metastore_server): the standalone metastore, a thrift server
+# The local Hive Metastore (devservers.metastore_server): the standalone metastore, a thrift server
 # with its schema tool (bin/, conf/, lib/ and scripts/ under apache-hive-metastore-3.1.3-bin/, 27 MB).
 # It runs on the Hadoop client jars of PySpark's own jars/ folder, which the archive lacks.
 HIVE_METASTORE_VERSION = "3.1.3"

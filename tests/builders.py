@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 from confluent_kafka import Producer
 
-from ingest.produce import encode_avro, encode_json, make_batch
+from app.produce import encode_avro, encode_json, make_batch
 
 NOW_MS = 1_764_000_000_000  # 2025-11-24T16:00:00Z: fixed, so partitions are predictable
 

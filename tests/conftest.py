@@ -99,7 +99,7 @@ if KAFKA_MODE not in ("process", "container"):
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real single-node KRaft broker on 127.0.0.1: a process started by the project's own code, or
     (LOGLAKE_TEST_KAFKA=container) a container of the local Kafka image."""
-    from loglake import kafka_broker
+    from devservers import kafka_broker
 
     if KAFKA_MODE == "container":
         from docker_support import kafka_container
@@ -123,7 +123,7 @@ def schema_registry_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def schema_registry(schema_registry_dir: Path) -> Iterator[str]:
     """A real schema registry (Apicurio, Confluent-compatible API) on 127.0.0.1, started by the
     project's own code; yields its base URL, ``http://127.0.0.1:<port>/apis/ccompat/v7``."""
-    from loglake import registry_server
+    from devservers import registry_server
 
     url = registry_server.start(port=free_port(), data_dir=schema_registry_dir)
     yield url
@@ -141,7 +141,7 @@ def hive_metastore(hive_metastore_dir: Path) -> Iterator[str]:
     """A real Hive Metastore (standalone 3.1.3, Derby in its data folder), started by the project's
     own code; yields its thrift URI, ``thrift://127.0.0.1:<port>``. It listens on every interface
     (Hive 3.1 cannot be told to bind 127.0.0.1 only)."""
-    from loglake import metastore_server
+    from devservers import metastore_server
 
     uri = metastore_server.start(port=free_port(), data_dir=hive_metastore_dir)
     yield uri
@@ -180,7 +180,7 @@ def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def topic_factory(kafka_bootstrap: str) -> Callable[..., str]:
-    from loglake import kafka_broker
+    from devservers import kafka_broker
 
     def make(partitions: int = 2) -> str:
         name = f"logs-{uuid.uuid4().hex[:10]}"

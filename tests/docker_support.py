@@ -83,7 +83,7 @@ def kafka_container(port: int) -> Iterator[str]:
     os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"  # read when testcontainers is imported
     from testcontainers.core.container import DockerContainer
 
-    from loglake import kafka_broker
+    from devservers import kafka_broker
 
     bootstrap = f"127.0.0.1:{port}"
     container = (

@@ -20,13 +20,13 @@ import pytest
 from builders import NOW_MS, encode, expected_rows, send
 from conftest import TEST_SPARK_CONF, free_port
 
+from app.produce import make_batch
 from compaction.job import run_compact
 from gdpr.expire import run_expire
 from gdpr.job import run_delete
 from gdpr.requests import parse_text
 from ingest.job import run
 from ingest.metrics import IngestMetrics
-from ingest.produce import make_batch
 from loglake import catalog
 from loglake.errors import CatalogSyncError, ConfigError
 from loglake.settings import Settings
@@ -250,7 +250,7 @@ def test_a_metastore_that_is_down_never_costs_a_commit_and_the_next_sync_catches
     cli = [
         sys.executable,
         "-m",
-        "loglake.cli",
+        "app.cli",
         "catalog",
         "sync",
         "--table-path",

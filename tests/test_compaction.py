@@ -83,7 +83,7 @@ def test_compaction_catches_up_beside_a_live_stream_and_changes_no_row(
     log = tmp_path / "ingest.log"
     with log.open("ab") as out:
         stream = subprocess.Popen(
-            [sys.executable, "-m", "loglake.cli", "ingest", "--config", str(config)],
+            [sys.executable, "-m", "app.cli", "ingest", "--config", str(config)],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -130,7 +130,7 @@ def test_compaction_catches_up_beside_a_live_stream_and_changes_no_row(
         [
             sys.executable,
             "-m",
-            "loglake.cli",
+            "app.cli",
             "compact",
             "--config",
             str(config),
@@ -225,7 +225,7 @@ def test_a_compaction_killed_half_way_is_finished_by_the_next_run(
     rows = _snapshot(spark, str(table))
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "loglake.cli", "compact", "--config", str(config), "--schedule", "--until-caught-up"],
+        [sys.executable, "-m", "app.cli", "compact", "--config", str(config), "--schedule", "--until-caught-up"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -299,7 +299,7 @@ def test_loop_mode_runs_rounds_until_interrupted(spark: Any, tmp_path: Path) -> 
         [
             sys.executable,
             "-m",
-            "loglake.cli",
+            "app.cli",
             "compact",
             "--table-path",
             str(path),

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from builders import encode_with, raw_hits, read_hudi_rs, send
 
+from devservers import registry_server
 from gdpr.job import run_delete
 from gdpr.requests import parse_text
 from ingest.job import run
-from loglake import registry_server
 from loglake.settings import load_settings
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from botocore.model import Shape
 from botocore.session import get_session
 from botocore.validate import ParamValidator
 
-from loglake import emr
+from deploy.emr import clusters as emr
 from loglake.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def test_stream_stays_up_and_transient_clusters_end_with_their_step() -> None:
 
 def test_render_prints_the_requests() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "loglake.cli", "deploy", "emr", "render", "--settings", str(SETTINGS_FILE)],
+        [sys.executable, "-m", "app.cli", "deploy", "emr", "render", "--settings", str(SETTINGS_FILE)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -41,7 +41,7 @@ def _instants(table: Path) -> tuple[set[str], set[str]]:
 def _start(config: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "loglake.cli", "ingest", "--config", str(config)],
+            [sys.executable, "-m", "app.cli", "ingest", "--config", str(config)],
             stdout=out,
             stderr=subprocess.STDOUT,
         )

@@ -70,7 +70,7 @@ def test_deletes_run_beside_a_live_stream_and_compaction_brings_nothing_back(
     log = tmp_path / "ingest.log"
     with log.open("ab") as out:
         stream = subprocess.Popen(
-            [sys.executable, "-m", "loglake.cli", "ingest", "--config", str(config)],
+            [sys.executable, "-m", "app.cli", "ingest", "--config", str(config)],
             stdout=out,
             stderr=subprocess.STDOUT,
         )

@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 from builders import NOW_MS, encode, raw_hits, read_hudi_rs, send
 
+from app.produce import make_batch
 from gdpr.job import matcher_for, message_decoders, run_delete
 from gdpr.requests import ParsedRequests, parse_text
 from gdpr.verify import verify
 from ingest.job import run
-from ingest.produce import make_batch
 from loglake import storage
 from loglake.settings import Settings
 
@@ -192,7 +192,7 @@ def _config(tmp_path: Path, kafka: str, topic: str, table: Path, **extra: Any) -
 
 def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "loglake.cli", *args], capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, timeout=timeout, check=False
     )
 
 

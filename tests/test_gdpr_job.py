@@ -31,7 +31,7 @@ def source_table(
     """A log table of three days, written by the ingest job over several commits, with quarantine rows."""
     from conftest import TEST_SPARK_CONF
 
-    from loglake import kafka_broker
+    from devservers import kafka_broker
     from loglake.settings import load_settings
 
     topic = f"gdpr-{tmp_path_factory.mktemp('t').name}"
@@ -228,7 +228,7 @@ def test_cli_reads_requests_from_kafka_and_exit_code_says_some_were_rejected(
     import subprocess
     import sys
 
-    from loglake import kafka_broker
+    from devservers import kafka_broker
 
     settings, expected = table_copy
     user = _subjects(expected, source_table[2])["user_id"]
@@ -248,7 +248,7 @@ def test_cli_reads_requests_from_kafka_and_exit_code_says_some_were_rejected(
     command = [
         sys.executable,
         "-m",
-        "loglake.cli",
+        "app.cli",
         "gdpr",
         "delete",
         "--config",

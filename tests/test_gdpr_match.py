@@ -181,8 +181,8 @@ def test_record_keys_are_looked_for_in_key_columns_only() -> None:
 def test_decoders_read_only_whole_documents() -> None:
     import random
 
-    from ingest.produce import encode_avro, make_batch
-    from ingest.schema import avro_schema_json
+    from app.produce import encode_avro, make_batch
+    from loglake.shape import avro_schema_json
 
     batch = make_batch(random.Random(1), 1_764_000_000_000, 3)
     batch["records"][0]["user_id"] = "u1"

@@ -221,7 +221,7 @@ def test_metrics_endpoint_serves_ingest_metrics() -> None:
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "loglake.cli", *args], capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, timeout=timeout, check=False
     )
 
 

@@ -190,7 +190,7 @@ def _negative_block_encoding(batch: dict[str, Any]) -> bytes:
 
     import fastavro
 
-    from ingest.schema import avro_schema
+    from loglake.shape import avro_schema
 
     schema = fastavro.parse_schema(avro_schema())
     head = io.BytesIO()

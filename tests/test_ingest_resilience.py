@@ -44,7 +44,7 @@ def _config(tmp_path: Path, kafka: str, topic: str, table: Path, **sections: Any
 
 def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "loglake.cli", *args], capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, timeout=timeout, check=False
     )
 
 
@@ -200,7 +200,7 @@ def test_a_second_stream_on_the_same_checkpoint_is_refused_naming_the_first(
     log = tmp_path / "first.log"
     with log.open("wb") as out:
         first = subprocess.Popen(
-            [sys.executable, "-m", "loglake.cli", "ingest", "--config", str(config)], stdout=out, stderr=out
+            [sys.executable, "-m", "app.cli", "ingest", "--config", str(config)], stdout=out, stderr=out
         )
     try:
         deadline = time.monotonic() + 120
@@ -236,7 +236,7 @@ def _scrape(port: int) -> dict[str, float]:
 def test_broker_outage_reads_as_kafka_down_and_unknown_lag_then_recovers(tmp_path: Path) -> None:
     import math
 
-    from loglake import kafka_broker
+    from devservers import kafka_broker
 
     data = tmp_path / "kafka"
     port = free_port()
@@ -258,7 +258,7 @@ def test_broker_outage_reads_as_kafka_down_and_unknown_lag_then_recovers(tmp_pat
         log = tmp_path / "stream.log"
         with log.open("wb") as out:
             stream = subprocess.Popen(
-                [sys.executable, "-m", "loglake.cli", "ingest", "--config", str(config)], stdout=out, stderr=out
+                [sys.executable, "-m", "app.cli", "ingest", "--config", str(config)], stdout=out, stderr=out
             )
 
         def wait_for(what: str, check: Any, timeout: float = 180) -> dict[str, float]:
@@ -307,7 +307,7 @@ def test_a_killed_driver_jvm_ends_the_process_with_one_line(
     log = tmp_path / "stream.log"
     with log.open("wb") as out:  # a file, not a pipe: Spark's chatter would fill a pipe and stall the stream
         stream = subprocess.Popen(
-            [sys.executable, "-m", "loglake.cli", "ingest", "--config", str(config)], stdout=out, stderr=out
+            [sys.executable, "-m", "app.cli", "ingest", "--config", str(config)], stdout=out, stderr=out
         )
     try:
         deadline = time.monotonic() + 120

@@ -9,7 +9,7 @@ import pytest
 from conftest import KAFKA_MODE
 from docker_support import KAFKA_IMAGE, docker_cli, engine_problem
 
-from loglake import kafka_broker
+from devservers import kafka_broker
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
-from ingest.schema import avro_schema
-from ingest.shape import default_shape, load, resolve
 from loglake.errors import ConfigError
 from loglake.settings import LogSchemaSettings, load_settings
+from loglake.shape import avro_schema, default_shape, load, resolve
 from loglake.table import LOG_COLUMNS
 
 ENVELOPE = Path(__file__).parent / "data" / "envelope.avsc"

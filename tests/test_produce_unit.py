@@ -20,7 +20,7 @@ from typing import Any
 import fastavro
 import pytest
 
-from ingest.produce import (
+from app.produce import (
     ProduceResult,
     decode_avro,
     encode_avro,
@@ -32,7 +32,7 @@ from ingest.produce import (
 from loglake.errors import ConfigError
 
 NOW_MS = 1_764_000_000_000  # 2025-11-24T16:00:00Z
-SCHEMA_FILE = Path(__file__).resolve().parents[1] / "ingest" / "schemas" / "log_batch.avsc"
+SCHEMA_FILE = Path(__file__).resolve().parents[1] / "loglake" / "schemas" / "log_batch.avsc"
 BATCH_FIELDS = {"batch_id", "service", "host", "region", "sent_at", "records"}
 RECORD_FIELDS = {"ts", "level", "user_id", "email", "client_ip", "event", "message", "attributes"}
 

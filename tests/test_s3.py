@@ -81,7 +81,7 @@ def test_ingest_and_erasure_on_an_s3_compatible_store(
 
     def cli(*args: str) -> dict[str, Any]:
         proc = subprocess.run(
-            [sys.executable, "-m", "loglake.cli", *args, "--config", str(config)],
+            [sys.executable, "-m", "app.cli", *args, "--config", str(config)],
             capture_output=True,
             text=True,
             timeout=600,

@@ -14,12 +14,12 @@ import pytest
 from builders import as_version, encode_with, make_batches
 from test_ingest_parse import bad, good, kafka_df
 
+from app.produce import schema_versions
 from ingest import parse
-from ingest.produce import schema_versions
 from ingest.schema import Decoding, SchemaMismatch, encoding_delta, merge
-from ingest.shape import default_shape
-from ingest.shape import with_plain_times as plain_times
 from loglake.settings import IngestSettings
+from loglake.shape import default_shape
+from loglake.shape import with_plain_times as plain_times
 
 RESERVED = {"record_key", "email", "kafka_offset"}
 

@@ -23,10 +23,10 @@ from builders import (
     send,
 )
 
+from app.produce import schema_versions
+from devservers import registry_server
 from ingest.job import run
 from ingest.metrics import IngestMetrics
-from ingest.produce import schema_versions
-from loglake import registry_server
 from loglake.errors import SchemaRegistryUnavailableError
 
 pytestmark = pytest.mark.integration
@@ -177,9 +177,9 @@ def test_a_new_field_of_another_type_than_the_tables_column_is_refused(spark: An
     """A column no writer of this run has met (an earlier run's, of another subject) still binds its
     type: the table's schema read at start, not the reader, says string."""
     from ingest.registry import SchemaBook
-    from ingest.shape import default_shape
     from ingest.sink import reserved_names
     from loglake.settings import SchemaRegistrySettings
+    from loglake.shape import default_shape
 
     shape = default_shape()
     # Nothing is fetched: the schemas are handed over as if the registry had answered.

@@ -133,7 +133,7 @@ def test_ingest_on_a_standalone_cluster_writes_every_record_once(
         )
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "loglake.cli", "ingest", "--config", str(config), "--once"],
+        [sys.executable, "-m", "app.cli", "ingest", "--config", str(config), "--once"],
         capture_output=True,
         text=True,
         timeout=900,

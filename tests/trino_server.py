@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devservers import local_process as processes
+from devservers.java import find_java
 from loglake import jars
-from loglake import local_process as processes
 from loglake.errors import SetupError
-from loglake.java import find_java
 
 log = logging.getLogger(__name__)
 

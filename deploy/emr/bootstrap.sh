@@ -13,7 +13,7 @@ sudo aws s3 cp "$settings" /etc/loglake/loglake.yaml
 cat > /home/hadoop/loglake_submit.py <<'PY'
 import sys
 
-from loglake.cli import main
+from app.cli import main
 
 sys.exit(main())
 PY

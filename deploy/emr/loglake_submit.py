@@ -8,7 +8,7 @@ applies only the settings file's spark.* runtime options on top.
 
 import sys
 
-from loglake.cli import main
+from app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer
 
-from ingest.produce import decode_avro, generate_batches, produce
-from loglake import kafka_broker
+from app.produce import decode_avro, generate_batches, produce
+from devservers import kafka_broker
 from loglake.errors import BrokerError
 
 pytestmark = pytest.mark.integration
@@ -204,7 +204,7 @@ def test_concurrent_starts_share_one_broker(tmp_path: Path) -> None:
 def test_cli_start_and_stop(tmp_path: Path) -> None:
     data = tmp_path / "cli-kafka"
     port = free_port()
-    cli = [sys.executable, "-m", "loglake.cli", "kafka"]
+    cli = [sys.executable, "-m", "app.cli", "kafka"]
     env = {**os.environ, "PYTHONWARNINGS": "error"}
     try:
         started = subprocess.run(

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from loglake import metastore_server
+from devservers import metastore_server
 from loglake.errors import MetastoreError, SetupError
 
 pytestmark = pytest.mark.integration
@@ -190,7 +190,7 @@ def test_cli_stop_and_start_again_keeps_the_catalogue(
 ) -> None:
     database = spark_client["database"]
     pid = pid_of(hive_metastore_dir)
-    cli = [sys.executable, "-m", "loglake.cli", "metastore"]
+    cli = [sys.executable, "-m", "app.cli", "metastore"]
     env = {**os.environ, "PYTHONWARNINGS": "error"}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from loglake import registry_server
+from devservers import registry_server
 from loglake.errors import RegistryError, SetupError
 
 pytestmark = pytest.mark.integration
@@ -191,7 +191,7 @@ def test_cli_stop_and_start_again_keeps_schemas(schema_registry: str, schema_reg
     name = subject()
     schema_id = registry_server.register(schema_registry, name, json.dumps(V1))
     pid = pid_of(schema_registry_dir)
-    cli = [sys.executable, "-m", "loglake.cli", "registry"]
+    cli = [sys.executable, "-m", "app.cli", "registry"]
     env = {**os.environ, "PYTHONWARNINGS": "error"}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,19 @@ EVENT_TIME_COLUMN = "ts"
 CONTRACT_COLUMNS = (RECORD_KEY, EVENT_TIME_COLUMN, *LOG_COLUMNS[LOG_COLUMNS.index("record_index") :])
 _TIME_UNITS = {"timestamp-millis": "millis", "timestamp-micros": "micros"}
 _NUMBERS = ("int", "long")
+LOGBATCH_SCHEMA_FILE = "log_batch.avsc"
+
+
+@cache
+def avro_schema_json() -> str:
+    """The LogBatch contract as committed in ``loglake/schemas/log_batch.avsc`` (Spark's from_avro wants text)."""
+    return resources.files("loglake").joinpath("schemas", LOGBATCH_SCHEMA_FILE).read_text(encoding="utf-8")
+
+
+def avro_schema() -> dict[str, Any]:
+    """The LogBatch contract as a dict (for fastavro's ``parse_schema``)."""
+    schema: dict[str, Any] = json.loads(avro_schema_json())
+    return schema
 
 
 @dataclass(frozen=True)
@@ -184,8 +198,6 @@ def resolve(settings: LogSchemaSettings, schema: dict[str, Any], source: str) ->
 @cache
 def default_shape() -> LogShape:
     """The LogBatch contract's shape (the default ``log_schema`` settings)."""
-    from ingest.schema import avro_schema
-
     return resolve(LogSchemaSettings(), avro_schema(), "the LogBatch schema")
 
 
@@ -233,8 +245,6 @@ def load(settings: Settings) -> LogShape:
         ConfigError: the file is not an Avro record schema, a field the settings name is missing, a
             custom shape with JSON messages, or the registry does not answer at start.
     """
-    from ingest.schema import avro_schema
-
     config = settings.log_schema
     if config.avro_schema:
         path = Path(config.avro_schema).expanduser()

@@ -3,7 +3,7 @@
 The server is Apache Hive's standalone metastore 3.1.3 (fetched once from Maven Central by
 :func:`loglake.jars.resolve_archive`, 27 MB), run as a detached ``java`` process so it outlives the
 command that started it (``loglake metastore start``), like the schema registry of
-:mod:`loglake.registry_server`. Clients connect to ``thrift://127.0.0.1:<port>`` (Spark:
+:mod:`devservers.registry_server`. Clients connect to ``thrift://127.0.0.1:<port>`` (Spark:
 ``spark.hadoop.hive.metastore.uris``). Everything it owns lives in one data folder::
 
     metastore-site.xml  metastore-log4j2.properties  metastore.log  metastore.pid  metastore.lock
@@ -41,8 +41,8 @@ from typing import Any, BinaryIO
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
+from devservers import local_process as processes
 from loglake import jars
-from loglake import local_process as processes
 from loglake.errors import MetastoreError, SetupError
 
 log = logging.getLogger(__name__)
@@ -394,7 +394,7 @@ def _write_config(data: Path, port: int) -> None:
     }
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
-        "<!-- Written by loglake.metastore_server on every start; edits are overwritten. -->",
+        "<!-- Written by devservers.metastore_server on every start; edits are overwritten. -->",
         "<configuration>",
     ]
     lines += [

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loglake import jars, kafka_broker, registry_server
+from devservers import kafka_broker, registry_server
+from loglake import jars
 from loglake.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,8 @@ def demo_settings(workdir: Path, bootstrap: str, topic: str, assignments: list[s
 def run_demo(
     messages: int, port: int, workdir: Path | None, assignments: list[str], registry_port: int | None = None
 ) -> DemoResult:
+    from app.produce import produce, schema_versions
     from ingest.job import run
-    from ingest.produce import produce, schema_versions
     from ingest.summary import summarize
 
     workdir = workdir or jars.loglake_home() / "demo"

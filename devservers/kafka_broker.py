@@ -28,8 +28,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from devservers import local_process as processes
 from loglake import jars
-from loglake import local_process as processes
 from loglake.errors import BrokerError, SetupError
 
 log = logging.getLogger(__name__)
@@ -288,7 +288,7 @@ def _write_config(data: Path, port: int, controller_port: int) -> None:
         # Tests start consumer groups one after another; the 3 s default delays each of them.
         "group.initial.rebalance.delay.ms": "0",
     }
-    text = "# Written by loglake.kafka_broker on every start; edits are overwritten.\n"
+    text = "# Written by devservers.kafka_broker on every start; edits are overwritten.\n"
     text += "".join(f"{key}={value}\n" for key, value in props.items())
     (data / SERVER_PROPERTIES).write_text(text)
     (data / LOG4J_PROPERTIES).write_text(_LOG4J)

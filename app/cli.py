@@ -59,14 +59,14 @@ def _cmd_setup(args: argparse.Namespace) -> int:
 
 
 def _cmd_kafka_start(args: argparse.Namespace) -> int:
-    from loglake import kafka_broker
+    from devservers import kafka_broker
 
     print(kafka_broker.start(port=args.port, data_dir=args.data))
     return EXIT_OK
 
 
 def _cmd_kafka_stop(args: argparse.Namespace) -> int:
-    from loglake import kafka_broker
+    from devservers import kafka_broker
 
     stopped = kafka_broker.stop(data_dir=args.data)
     print("stopped" if stopped else "no broker running for that data folder")
@@ -74,14 +74,14 @@ def _cmd_kafka_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_registry_start(args: argparse.Namespace) -> int:
-    from loglake import registry_server
+    from devservers import registry_server
 
     print(registry_server.start(port=args.port, data_dir=args.data))
     return EXIT_OK
 
 
 def _cmd_registry_stop(args: argparse.Namespace) -> int:
-    from loglake import registry_server
+    from devservers import registry_server
 
     stopped = registry_server.stop(data_dir=args.data)
     print("stopped" if stopped else "no schema registry running for that data folder")
@@ -89,14 +89,14 @@ def _cmd_registry_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_metastore_start(args: argparse.Namespace) -> int:
-    from loglake import metastore_server
+    from devservers import metastore_server
 
     print(metastore_server.start(port=args.port, data_dir=args.data))
     return EXIT_OK
 
 
 def _cmd_metastore_stop(args: argparse.Namespace) -> int:
-    from loglake import metastore_server
+    from devservers import metastore_server
 
     stopped = metastore_server.stop(data_dir=args.data)
     print("stopped" if stopped else "no Hive metastore running for that data folder")
@@ -104,7 +104,7 @@ def _cmd_metastore_stop(args: argparse.Namespace) -> int:
 
 
 def _cmd_produce(args: argparse.Namespace) -> int:
-    from ingest.produce import produce
+    from app.produce import produce
 
     result = produce(
         bootstrap_servers=args.bootstrap_servers,
@@ -151,7 +151,7 @@ def _cmd_table_summary(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from loglake.demo import run_demo
+    from app.demo import run_demo
 
     result = run_demo(
         messages=args.messages,
@@ -283,7 +283,7 @@ def _cmd_catalog_sync(args: argparse.Namespace) -> int:
 
 
 def _cmd_deploy_emr(args: argparse.Namespace) -> int:
-    from loglake import emr
+    from deploy.emr import clusters as emr
 
     settings = emr.load(args.settings)
     kinds = (args.cluster,) if args.cluster else emr.KINDS

@@ -1,7 +1,7 @@
 """Synthetic load: realistic ``LogBatch`` messages sent to Kafka (``loglake produce``).
 
 Each message is one batch of log records from one service instance, encoded with the public
-contract in ``ingest/schemas/log_batch.avsc`` (binary Avro, optionally behind the Confluent
+contract in ``loglake/schemas/log_batch.avsc`` (binary Avro, optionally behind the Confluent
 5-byte header) or as its JSON twin. Records carry users with emails and IPv4 addresses (the PII a
 right-to-be-forgotten request targets), anonymous and system records with nulls, realistic level
 mix, events, messages and attributes.
@@ -29,8 +29,8 @@ from typing import Any, Literal
 import fastavro
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from ingest.schema import avro_schema
 from loglake.errors import BrokerError, ConfigError
+from loglake.shape import avro_schema
 
 log = logging.getLogger(__name__)
 
@@ -556,7 +556,7 @@ def produce(
         raise ConfigError("confluent_wire_format and schema_registry apply to Avro only; use encoding 'avro'")
     schema_id = DEFAULT_SCHEMA_ID
     if schema_registry:
-        from loglake.registry_server import register
+        from devservers.registry_server import register
 
         text = json.dumps(writer_schema if writer_schema is not None else avro_schema())
         schema_id = register(schema_registry, f"{topic}-value", text)
@@ -578,7 +578,7 @@ def produce(
             **PRODUCER_CONFIG,
             "bootstrap.servers": bootstrap_servers,
             "on_delivery": on_delivery,
-            "logger": logging.getLogger("ingest.produce.librdkafka"),
+            "logger": logging.getLogger("app.produce.librdkafka"),
         }
     )
     started = time.perf_counter()

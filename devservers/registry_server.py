@@ -3,7 +3,7 @@
 The server is Apicurio Registry (a Quarkus application, fetched once from Maven Central by
 :func:`loglake.jars.resolve_archive`), run as a detached ``java`` process so it outlives the command
 that started it (``loglake registry start``), like the local Kafka broker of
-:mod:`loglake.kafka_broker`. Clients use its Confluent-compatible API at
+:mod:`devservers.kafka_broker`. Clients use its Confluent-compatible API at
 ``http://127.0.0.1:<port>/apis/ccompat/v7``. Everything it owns lives in one data folder::
 
     registry.properties  registry.log  registry.pid  registry.lock  db/ (H2 database files)
@@ -24,9 +24,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from devservers import java as java_search
+from devservers import local_process as processes
 from loglake import jars
-from loglake import java as java_search
-from loglake import local_process as processes
 from loglake.errors import RegistryError, SetupError
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ MIN_JAVA = 21
 HEAP_OPTS = ("-Xmx256m",)
 LOG_TAIL_LINES = 25
 JVM_ROOT = java_search.JVM_ROOT
-# Kept under its old name: the parser moved to loglake.java with the search.
+# Kept under its old name: the parser moved to devservers.java with the search.
 parse_java_major = java_search.parse_java_major
 
 
@@ -202,7 +202,7 @@ def register(url: str, subject: str, schema_json: str, compatibility: str = "BAC
 def find_java() -> str:
     """The ``java`` to run the registry with: Java 21 or newer (Apicurio 3 is built for 21).
 
-    ``$LOGLAKE_REGISTRY_JAVA`` if set, else the search of :func:`loglake.java.find_java`.
+    ``$LOGLAKE_REGISTRY_JAVA`` if set, else the search of :func:`devservers.java.find_java`.
 
     Raises:
         SetupError: None found, or ``$LOGLAKE_REGISTRY_JAVA`` is not a Java 21+.
@@ -265,7 +265,7 @@ def _write_config(data: Path, port: int, management_port: int) -> None:
         "quarkus.http.access-log.enabled": "false",
         "quarkus.banner.enabled": "false",
     }
-    lines = ["# Written by loglake.registry_server on every start; edits are overwritten."]
+    lines = ["# Written by devservers.registry_server on every start; edits are overwritten."]
     for key, value in props.items():
         # A backslash is an escape in a .properties file; a path must reach Quarkus as it is.
         escaped = value.replace("\\", "\\\\")

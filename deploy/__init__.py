@@ -1,0 +1,1 @@
+"""Deploy code: cluster definitions rendered from settings (the rest of ``deploy/`` is configuration)."""

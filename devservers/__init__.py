@@ -1,0 +1,4 @@
+"""Local development servers for a workstation and the tests: Kafka, a schema registry, a Hive metastore.
+
+Not part of the product: production runs against the user's own Kafka, registry and catalog.
+"""
