@@ -17,7 +17,6 @@ import contextlib
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -29,6 +28,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from devservers import local_process as processes
+from devservers.server import LOG_TAIL_LINES, Launch, LocalServer
 from loglake import jars
 from loglake.errors import BrokerError, SetupError
 
@@ -44,7 +44,6 @@ LOCK_FILE = "broker.lock"
 LOG_DIRS = "logs"
 MAIN_CLASS = "kafka.Kafka"
 HEAP_OPTS = ("-Xms256m", "-Xmx512m")
-LOG_TAIL_LINES = 25
 
 # Kafka's own loggers write a line per partition, segment and metadata record at INFO, which buries
 # startup and errors in tests that make many topics: they go to WARN, except the two that log
@@ -62,106 +61,6 @@ log4j.logger.kafka.Kafka$=INFO
 log4j.logger.kafka.server.KafkaRaftServer=INFO
 log4j.logger.org.apache.zookeeper=WARN
 """
-
-
-def default_data_dir() -> Path:
-    """The data folder used when none is given: ``$LOGLAKE_HOME/kafka``."""
-    return jars.loglake_home() / "kafka"
-
-
-def start(port: int = 9092, data_dir: Path | None = None, *, wait_seconds: float = 60) -> str:
-    """Start a broker for ``data_dir`` on ``127.0.0.1:port`` and wait until it answers.
-
-    Idempotent: if the folder's broker is already running and answering, its address is returned
-    (with a warning when it listens on another port than ``port``). Storage is formatted on the
-    first start only, so topics survive a stop and start.
-
-    Args:
-        port: The PLAINTEXT port clients connect to. The controller gets a second, free port.
-        data_dir: Folder for configuration, logs and topic data (default ``$LOGLAKE_HOME/kafka``).
-        wait_seconds: How long to wait for the broker to answer a metadata request.
-
-    Returns:
-        The bootstrap address, ``"127.0.0.1:<port>"``.
-
-    Raises:
-        BrokerError: The port is taken, formatting failed, or the broker exited or did not answer
-            in time; the message carries the last lines of ``broker.log``.
-        SetupError: ``java`` is missing or the Kafka jars cannot be resolved.
-    """
-    if not 0 < port < 65536:
-        raise BrokerError(f"port {port} is not a TCP port; expected 1-65535")
-    data = _resolve_dir(data_dir)
-    data.mkdir(parents=True, exist_ok=True)
-    # Two starts on one folder at once would both format and launch, and one pid file would lose.
-    with _folder_lock(data):
-        return _start_locked(data, port, wait_seconds)
-
-
-def _start_locked(data: Path, port: int, wait_seconds: float) -> str:
-    running = _running_pid(data)
-    if running is not None:
-        return _adopt_running(data, running, port, wait_seconds)
-
-    if not processes.port_is_free(port, BrokerError):
-        raise BrokerError(
-            f"port {port} on {HOST} is already in use by another process; "
-            f"pick another with --port or stop what listens there"
-        )
-    java = _java()
-    classpath = _classpath()
-    controller_port = _controller_port(data, avoid=port)
-    _write_config(data, port, controller_port)
-    _format_storage(data, java, classpath)
-
-    log_file = data / BROKER_LOG
-    cmd = [
-        java,
-        *HEAP_OPTS,
-        "-XX:+ExitOnOutOfMemoryError",
-        "-Djava.awt.headless=true",
-        f"-Dlog4j.configuration=file:{data / LOG4J_PROPERTIES}",
-        "-cp",
-        classpath,
-        MAIN_CLASS,
-        str(data / SERVER_PROPERTIES),
-    ]
-    bootstrap = f"{HOST}:{port}"
-    processes.launch(
-        cmd,
-        data=data,
-        log_file=log_file,
-        pid_file=data / PID_FILE,
-        ready=lambda pid: _wait_until_answering(bootstrap, pid, data, wait_seconds),
-        what="Kafka broker",
-        where=f"at {bootstrap} (data {data})",
-        error=BrokerError,
-    )
-    return bootstrap
-
-
-def stop(data_dir: Path | None = None, *, timeout: float = 30) -> bool:
-    """Stop the broker of ``data_dir``: SIGTERM, then SIGKILL after ``timeout`` seconds.
-
-    Args:
-        data_dir: The folder given to :func:`start` (default ``$LOGLAKE_HOME/kafka``).
-        timeout: Seconds to wait for a clean shutdown before killing the process.
-
-    Returns:
-        True if a broker was running and is now stopped; False if none was running (a stale pid
-        file is removed).
-    """
-    data = _resolve_dir(data_dir)
-    stopped = processes.stop(
-        data,
-        pid_file=data / PID_FILE,
-        lock_file=data / LOCK_FILE,
-        running_pid=_running_pid,
-        what="Kafka broker",
-        error=BrokerError,
-        timeout=timeout,
-    )
-    return stopped is not None
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int = DEFAULT_PARTITIONS) -> None:
@@ -200,33 +99,29 @@ def create_topic(bootstrap: str, topic: str, partitions: int = DEFAULT_PARTITION
         time.sleep(0.1)
 
 
-# ---------------------------------------------------------------- process bookkeeping
-
-
-def _resolve_dir(data_dir: Path | None) -> Path:
-    return (data_dir if data_dir is not None else default_data_dir()).expanduser().resolve()
-
-
-def _is_our_broker(pid: int, data: Path) -> bool:
-    """Whether ``pid`` is the broker of ``data``, not some other process that reused the pid."""
-    args = processes.command_line(pid)
-    if args is None:
-        return True  # no /proc (macOS): trust the pid file
-    return MAIN_CLASS in args and str(data / SERVER_PROPERTIES) in args
-
-
-def _running_pid(data: Path) -> int | None:
-    pid = processes.read_pid(data / PID_FILE)
-    if pid is None or not processes.is_alive(pid) or not _is_our_broker(pid, data):
-        return None
-    return pid
-
-
-def _folder_lock(data: Path) -> contextlib.AbstractContextManager[None]:
-    return processes.folder_lock(data / LOCK_FILE)
-
-
 # ---------------------------------------------------------------- configuration
+
+
+def _prepare(data: Path, port: int) -> Launch:
+    """Write the folder's configuration for ``port``, format its storage once, and say how to run the broker."""
+    java = _java()
+    classpath = _classpath()
+    controller_port = _controller_port(data, avoid=port)
+    _write_config(data, port, controller_port)
+    _format_storage(data, java, classpath)
+    return Launch(
+        [
+            java,
+            *HEAP_OPTS,
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration=file:{data / LOG4J_PROPERTIES}",
+            "-cp",
+            classpath,
+            MAIN_CLASS,
+            str(data / SERVER_PROPERTIES),
+        ]
+    )
 
 
 def _java() -> str:
@@ -345,43 +240,67 @@ def answers(bootstrap: str, timeout: float) -> bool:
     return bool(meta.brokers)
 
 
-def _accepts_connections(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(1)
-        return s.connect_ex((HOST, port)) == 0
+def _bootstrap(port: int) -> str:
+    return f"{HOST}:{port}"
 
 
-def _wait_until_answering(bootstrap: str, pid: int, data: Path, wait_seconds: float) -> None:
-    port = int(bootstrap.rsplit(":", 1)[1])
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        if not processes.is_alive(pid):
-            raise BrokerError(
-                f"Kafka broker for {data} exited during startup (pid {pid}); last lines of "
-                f"{data / BROKER_LOG}:\n{processes.log_tail(data / BROKER_LOG, LOG_TAIL_LINES)}"
-            )
-        # A plain connect first: the admin client would log every refused attempt while the JVM starts.
-        if _accepts_connections(port) and answers(bootstrap, timeout=min(5.0, max(0.5, wait_seconds))):
-            return
-        if time.monotonic() > deadline:
-            raise BrokerError(
-                f"Kafka broker pid {pid} did not answer at {bootstrap} within {wait_seconds:.0f} s; last lines "
-                f"of {data / BROKER_LOG}:\n{processes.log_tail(data / BROKER_LOG, LOG_TAIL_LINES)}"
-            )
-        time.sleep(0.25)
+def _answers_at(port: int, timeout: float) -> bool:
+    # A plain connect first: the admin client would log every refused attempt while the JVM starts.
+    return processes.accepts_connections(port) and answers(_bootstrap(port), timeout)
 
 
-def _adopt_running(data: Path, pid: int, port: int, wait_seconds: float) -> str:
-    """Return the address of the folder's running broker, once it answers (it may still be starting)."""
-    running_port = _listener_port(processes.read_properties(data / SERVER_PROPERTIES), "PLAINTEXT")
-    if running_port is None:
-        raise BrokerError(
-            f"a Kafka broker (pid {pid}) runs for {data} but {data / SERVER_PROPERTIES} names no PLAINTEXT "
-            f"listener; stop it with `loglake kafka stop --data {data}`"
-        )
-    bootstrap = f"{HOST}:{running_port}"
-    if running_port != port:
-        log.warning("the broker of %s already runs on port %d, not %d; using it", data, running_port, port)
-    _wait_until_answering(bootstrap, pid, data, wait_seconds)
-    log.info("Kafka broker pid %d already running at %s (data %s)", pid, bootstrap, data)
-    return bootstrap
+# ---------------------------------------------------------------- the broker
+
+BROKER = LocalServer(
+    name="Kafka broker",
+    command="kafka",
+    home="kafka",
+    error=BrokerError,
+    pid_file=PID_FILE,
+    lock_file=LOCK_FILE,
+    log_file=BROKER_LOG,
+    config_file=SERVER_PROPERTIES,
+    port_setting="PLAINTEXT listener",
+    configured_port=lambda data: _listener_port(processes.read_properties(data / SERVER_PROPERTIES), "PLAINTEXT"),
+    marks=lambda data: (MAIN_CLASS, str(data / SERVER_PROPERTIES)),
+    prepare=_prepare,
+    address=_bootstrap,
+    answers=_answers_at,
+)
+
+
+def start(port: int = 9092, data_dir: Path | None = None, *, wait_seconds: float = BROKER.wait_seconds) -> str:
+    """Start a broker for ``data_dir`` on ``127.0.0.1:port`` and wait until it answers.
+
+    Idempotent: if the folder's broker is already running and answering, its address is returned
+    (with a warning when it listens on another port than ``port``). Storage is formatted on the
+    first start only, so topics survive a stop and start.
+
+    Args:
+        port: The PLAINTEXT port clients connect to. The controller gets a second, free port.
+        data_dir: Folder for configuration, logs and topic data (default ``$LOGLAKE_HOME/kafka``).
+        wait_seconds: How long to wait for the broker to answer a metadata request.
+
+    Returns:
+        The bootstrap address, ``"127.0.0.1:<port>"``.
+
+    Raises:
+        BrokerError: The port is taken, formatting failed, or the broker exited or did not answer
+            in time; the message carries the last lines of ``broker.log``.
+        SetupError: ``java`` is missing or the Kafka jars cannot be resolved.
+    """
+    return BROKER.start(port, data_dir, wait_seconds)
+
+
+def stop(data_dir: Path | None = None, *, timeout: float = BROKER.stop_seconds) -> bool:
+    """Stop the broker of ``data_dir``: SIGTERM, then SIGKILL after ``timeout`` seconds.
+
+    Args:
+        data_dir: The folder given to :func:`start` (default ``$LOGLAKE_HOME/kafka``).
+        timeout: Seconds to wait for a clean shutdown before killing the process.
+
+    Returns:
+        True if a broker was running and is now stopped; False if none was running (a stale pid
+        file is removed).
+    """
+    return BROKER.stop(data_dir, timeout)

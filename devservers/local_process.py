@@ -3,7 +3,8 @@
 Each server owns a data folder with a pid file, a lock file and a log. These helpers are what they all
 need: a folder lock across processes, pids that survive the starting command, a stop that escalates
 from SIGTERM to SIGKILL, and free ports on 127.0.0.1. ``what`` names the server in messages and
-``error`` is the exception its module raises.
+``error`` is the exception its module raises. The start and stop built on them are
+:class:`devservers.server.LocalServer`'s.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -40,29 +41,16 @@ def folder_lock(lock_file: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def launch(
-    cmd: list[str],
-    *,
-    data: Path,
-    log_file: Path,
-    pid_file: Path,
-    ready: Callable[[int], None],
-    what: str,
-    where: str,
-    error: type[Exception],
-    env: Mapping[str, str] | None = None,
-) -> int:
-    """Start a server detached, record its pid, and wait for ``ready(pid)``; return the pid.
+def spawn(argv: Sequence[str], *, cwd: Path, log_file: Path, env: Mapping[str, str] | None = None) -> int:
+    """Start a server detached, its output going to ``log_file``; return its pid.
 
     A new session keeps the server alive after the starting command exits and out of the terminal's
-    Ctrl-C; stdout goes to ``log_file`` so no caller waits on an inherited pipe. A server that never
-    became ready (``ready`` raised ``error``) is of no use to anyone: it is stopped and its pid file
-    removed before the error goes on.
+    Ctrl-C; stdout goes to a file so no caller waits on an inherited pipe.
     """
     with log_file.open("wb") as out:
         proc = subprocess.Popen(
-            cmd,
-            cwd=data,
+            argv,
+            cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -70,42 +58,7 @@ def launch(
             start_new_session=True,
         )
     children[proc.pid] = proc
-    pid_file.write_text(f"{proc.pid}\n")
-    log.info("started %s pid %d %s", what, proc.pid, where)
-    try:
-        ready(proc.pid)
-    except error:
-        terminate(proc.pid, 10, what, error)
-        pid_file.unlink(missing_ok=True)
-        raise
     return proc.pid
-
-
-def stop(
-    data: Path,
-    *,
-    pid_file: Path,
-    lock_file: Path,
-    running_pid: Callable[[Path], int | None],
-    what: str,
-    error: type[Exception],
-    timeout: float,
-) -> int | None:
-    """Stop the server of ``data`` (SIGTERM, then SIGKILL after ``timeout`` s) under its folder lock.
-
-    Returns the pid that was stopped, or None if none was running (a stale pid file is removed).
-    """
-    if not data.is_dir():
-        return None
-    with folder_lock(lock_file):
-        pid = running_pid(data)
-        if pid is None:
-            pid_file.unlink(missing_ok=True)
-            return None
-        terminate(pid, timeout, what, error)
-        pid_file.unlink(missing_ok=True)
-    log.info("stopped %s pid %d (data %s)", what, pid, data)
-    return pid
 
 
 def read_pid(pid_file: Path) -> int | None:
@@ -226,6 +179,12 @@ def _can_listen(
             raise _Unavailable from exc
         raise error(f"cannot listen on {host}:{port}: {exc}") from exc
     return True
+
+
+def accepts_connections(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(1)
+        return s.connect_ex((HOST, port)) == 0
 
 
 def free_port() -> int:

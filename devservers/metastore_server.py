@@ -42,6 +42,7 @@ from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 from devservers import local_process as processes
+from devservers.server import LOG_TAIL_LINES, Launch, LocalServer
 from loglake import jars
 from loglake.errors import MetastoreError, SetupError
 
@@ -66,7 +67,6 @@ HEAP_OPTS = ("-Xmx256m",)
 # Hadoop 3.3's login (UserGroupInformation) calls Subject.getSubject, which Java 23 and newer refuse:
 # on Java 25 the server starts, then fails every call. Java 17 is what loglake runs on.
 MAX_JAVA = 22
-LOG_TAIL_LINES = 25
 # What the server's main thread logs when it gives up (a port already taken, a handler that could
 # not start). The JVM does not exit then: its other threads keep it alive, serving nothing.
 STARTUP_FAILED = "Metastore Thrift Server threw an exception"
@@ -122,114 +122,6 @@ logger.datastore.level = ERROR
 logger.audit.name = org.apache.hadoop.hive.metastore.HiveMetaStore.audit
 logger.audit.level = WARN
 """
-
-
-def default_data_dir() -> Path:
-    """The data folder used when none is given: ``$LOGLAKE_HOME/metastore``."""
-    return jars.loglake_home() / "metastore"
-
-
-def start(port: int = 9083, data_dir: Path | None = None, *, wait_seconds: float = 60) -> str:
-    """Start a Hive Metastore for ``data_dir`` on ``port`` and wait until it answers a thrift call.
-
-    Idempotent: if the folder's server is already running and answering, its URI is returned (with
-    a warning when it listens on another port than ``port``). The first start of the machine fetches
-    the standalone metastore (27 MB) with Maven; the first start of a folder creates its Derby
-    database (a few seconds more). Databases and tables survive a stop and start.
-
-    The server listens on every interface (Hive 3.1 cannot be told otherwise), so ``port`` must be
-    free on all of them; the URI names 127.0.0.1.
-
-    Args:
-        port: The thrift port clients connect to.
-        data_dir: Folder for configuration, logs, database and warehouse (default
-            ``$LOGLAKE_HOME/metastore``).
-        wait_seconds: How long to wait for the server to answer (it takes 5-10 s to start).
-
-    Returns:
-        The metastore URI, ``"thrift://127.0.0.1:<port>"``.
-
-    Raises:
-        MetastoreError: The port is taken, the schema could not be created, or the server failed,
-            exited or did not answer in time; the message carries the last lines of its log.
-        SetupError: No suitable Java, no PySpark jars, or the server could not be fetched.
-    """
-    if not 0 < port < 65536:
-        raise MetastoreError(f"port {port} is not a TCP port; expected 1-65535")
-    data = _resolve_dir(data_dir)
-    # The folder goes on java's classpath (':'-separated) and into Derby's URL (';'-separated).
-    if any(sep in str(data) for sep in (os.pathsep, ";")):
-        raise MetastoreError(f"data folder {data} contains '{os.pathsep}' or ';'; pick a folder without them")
-    data.mkdir(parents=True, exist_ok=True)
-    # Two starts on one folder at once would both create the schema and launch, and one pid file would lose.
-    with _folder_lock(data):
-        return _start_locked(data, port, wait_seconds)
-
-
-def _start_locked(data: Path, port: int, wait_seconds: float) -> str:
-    running = _running_pid(data)
-    if running is not None:
-        return _adopt_running(data, running, port, wait_seconds)
-
-    if not processes.port_is_free_everywhere(port, MetastoreError):
-        raise MetastoreError(
-            f"port {port} is already in use on this machine (the Hive metastore listens on every interface, "
-            f"so a listener on any address takes it); pick another with --port or stop what listens there"
-        )
-    java = find_java()
-    home = _metastore_home()
-    classpath = _classpath(data, home)
-    _write_config(data, port)
-    _init_schema(data, java, classpath, home)
-
-    cmd = [
-        java,
-        *HEAP_OPTS,
-        "-XX:+ExitOnOutOfMemoryError",
-        "-Djava.awt.headless=true",
-        f"-Dlog4j.configurationFile={data / LOG4J_FILE}",
-        f"-Dderby.stream.error.file={data / 'derby.log'}",
-        "-cp",
-        classpath,
-        MAIN_CLASS,
-    ]
-    uri = _uri(port)
-    processes.launch(
-        cmd,
-        data=data,
-        log_file=data / SERVER_LOG,
-        pid_file=data / PID_FILE,
-        ready=lambda pid: _wait_until_answering(port, pid, data, wait_seconds),
-        what="Hive metastore",
-        where=f"at {uri} with {java} (data {data})",
-        error=MetastoreError,
-        env=_java_env(home),
-    )
-    return uri
-
-
-def stop(data_dir: Path | None = None, *, timeout: float = 30) -> bool:
-    """Stop the Hive metastore of ``data_dir``: SIGTERM, then SIGKILL after ``timeout`` seconds.
-
-    Args:
-        data_dir: The folder given to :func:`start` (default ``$LOGLAKE_HOME/metastore``).
-        timeout: Seconds to wait for a clean shutdown before killing the process.
-
-    Returns:
-        True if a server was running and is now stopped; False if none was running (a stale pid
-        file is removed).
-    """
-    data = _resolve_dir(data_dir)
-    stopped = processes.stop(
-        data,
-        pid_file=data / PID_FILE,
-        lock_file=data / LOCK_FILE,
-        running_pid=_running_pid,
-        what="Hive metastore",
-        error=MetastoreError,
-        timeout=timeout,
-    )
-    return stopped is not None
 
 
 def list_databases(uri: str, *, timeout: float = 10) -> list[str]:
@@ -346,33 +238,28 @@ def _classpath(data: Path, home: Path) -> str:
     return os.pathsep.join(str(entry) for entry in entries)
 
 
-# ---------------------------------------------------------------- process bookkeeping
-
-
-def _resolve_dir(data_dir: Path | None) -> Path:
-    return (data_dir if data_dir is not None else default_data_dir()).expanduser().resolve()
-
-
-def _is_our_server(pid: int, data: Path) -> bool:
-    """Whether ``pid`` is the server of ``data``, not some other process that reused the pid."""
-    args = processes.command_line(pid)
-    if args is None:
-        return True  # no /proc (macOS): trust the pid file
-    return MAIN_CLASS in args and f"-Dlog4j.configurationFile={data / LOG4J_FILE}" in args
-
-
-def _running_pid(data: Path) -> int | None:
-    pid = processes.read_pid(data / PID_FILE)
-    if pid is None or not processes.is_alive(pid) or not _is_our_server(pid, data):
-        return None
-    return pid
-
-
-def _folder_lock(data: Path) -> contextlib.AbstractContextManager[None]:
-    return processes.folder_lock(data / LOCK_FILE)
-
-
 # ---------------------------------------------------------------- configuration
+
+
+def _prepare(data: Path, port: int) -> Launch:
+    """Write the folder's configuration for ``port``, create its schema once, and say how to run the server."""
+    java = find_java()
+    home = _metastore_home()
+    classpath = _classpath(data, home)
+    _write_config(data, port)
+    _init_schema(data, java, classpath, home)
+    argv = [
+        java,
+        *HEAP_OPTS,
+        "-XX:+ExitOnOutOfMemoryError",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j.configurationFile={data / LOG4J_FILE}",
+        f"-Dderby.stream.error.file={data / 'derby.log'}",
+        "-cp",
+        classpath,
+        MAIN_CLASS,
+    ]
+    return Launch(argv, env=_java_env(home), java=java)
 
 
 def _write_config(data: Path, port: int) -> None:
@@ -583,10 +470,9 @@ def _answers(port: int, timeout: float) -> bool:
         return False
 
 
-def _accepts_connections(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(1)
-        return s.connect_ex((HOST, port)) == 0
+def _answers_at(port: int, timeout: float) -> bool:
+    # A plain connect first: no thrift call while the JVM is still starting.
+    return processes.accepts_connections(port) and _answers(port, timeout)
 
 
 def _startup_failure(data: Path, port: int) -> str | None:
@@ -600,41 +486,69 @@ def _startup_failure(data: Path, port: int) -> str | None:
     return None
 
 
-def _wait_until_answering(port: int, pid: int, data: Path, wait_seconds: float) -> None:
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        if not processes.is_alive(pid):
-            raise MetastoreError(
-                f"Hive metastore for {data} exited during startup (pid {pid}); last lines of "
-                f"{data / SERVER_LOG}:\n{processes.log_tail(data / SERVER_LOG, LOG_TAIL_LINES)}"
-            )
-        failure = _startup_failure(data, port)
-        if failure is not None:
-            raise MetastoreError(
-                f"Hive metastore for {data} (pid {pid}) {failure}; last lines of "
-                f"{data / SERVER_LOG}:\n{processes.log_tail(data / SERVER_LOG, LOG_TAIL_LINES)}"
-            )
-        # A plain connect first: no thrift call while the JVM is still starting.
-        if _accepts_connections(port) and _answers(port, timeout=min(5.0, max(0.5, wait_seconds))):
-            return
-        if time.monotonic() > deadline:
-            raise MetastoreError(
-                f"Hive metastore pid {pid} did not answer at {_uri(port)} within {wait_seconds:.0f} s; last lines "
-                f"of {data / SERVER_LOG}:\n{processes.log_tail(data / SERVER_LOG, LOG_TAIL_LINES)}"
-            )
-        time.sleep(0.25)
+# ---------------------------------------------------------------- the server
+
+METASTORE = LocalServer(
+    name="Hive metastore",
+    command="metastore",
+    home="metastore",
+    error=MetastoreError,
+    pid_file=PID_FILE,
+    lock_file=LOCK_FILE,
+    log_file=SERVER_LOG,
+    config_file=CONFIG_FILE,
+    port_setting="metastore.thrift.port",
+    configured_port=_config_port,
+    marks=lambda data: (MAIN_CLASS, f"-Dlog4j.configurationFile={data / LOG4J_FILE}"),
+    prepare=_prepare,
+    address=_uri,
+    answers=_answers_at,
+    startup_failure=_startup_failure,
+    listens_everywhere=True,
+)
 
 
-def _adopt_running(data: Path, pid: int, port: int, wait_seconds: float) -> str:
-    """Return the URI of the folder's running server, once it answers (it may still be starting)."""
-    running_port = _config_port(data)
-    if running_port is None:
-        raise MetastoreError(
-            f"a Hive metastore (pid {pid}) runs for {data} but {data / CONFIG_FILE} names no "
-            f"metastore.thrift.port; stop it with `loglake metastore stop --data {data}`"
-        )
-    if running_port != port:
-        log.warning("the Hive metastore of %s already runs on port %d, not %d; using it", data, running_port, port)
-    _wait_until_answering(running_port, pid, data, wait_seconds)
-    log.info("Hive metastore pid %d already running at %s (data %s)", pid, _uri(running_port), data)
-    return _uri(running_port)
+def start(port: int = 9083, data_dir: Path | None = None, *, wait_seconds: float = METASTORE.wait_seconds) -> str:
+    """Start a Hive Metastore for ``data_dir`` on ``port`` and wait until it answers a thrift call.
+
+    Idempotent: if the folder's server is already running and answering, its URI is returned (with
+    a warning when it listens on another port than ``port``). The first start of the machine fetches
+    the standalone metastore (27 MB) with Maven; the first start of a folder creates its Derby
+    database (a few seconds more). Databases and tables survive a stop and start.
+
+    The server listens on every interface (Hive 3.1 cannot be told otherwise), so ``port`` must be
+    free on all of them; the URI names 127.0.0.1.
+
+    Args:
+        port: The thrift port clients connect to.
+        data_dir: Folder for configuration, logs, database and warehouse (default
+            ``$LOGLAKE_HOME/metastore``).
+        wait_seconds: How long to wait for the server to answer (it takes 5-10 s to start).
+
+    Returns:
+        The metastore URI, ``"thrift://127.0.0.1:<port>"``.
+
+    Raises:
+        MetastoreError: The port is taken, the schema could not be created, or the server failed,
+            exited or did not answer in time; the message carries the last lines of its log.
+        SetupError: No suitable Java, no PySpark jars, or the server could not be fetched.
+    """
+    data = METASTORE.data_folder(data_dir)
+    # The folder goes on java's classpath (':'-separated) and into Derby's URL (';'-separated).
+    if any(sep in str(data) for sep in (os.pathsep, ";")):
+        raise MetastoreError(f"data folder {data} contains '{os.pathsep}' or ';'; pick a folder without them")
+    return METASTORE.start(port, data, wait_seconds)
+
+
+def stop(data_dir: Path | None = None, *, timeout: float = METASTORE.stop_seconds) -> bool:
+    """Stop the Hive metastore of ``data_dir``: SIGTERM, then SIGKILL after ``timeout`` seconds.
+
+    Args:
+        data_dir: The folder given to :func:`start` (default ``$LOGLAKE_HOME/metastore``).
+        timeout: Seconds to wait for a clean shutdown before killing the process.
+
+    Returns:
+        True if a server was running and is now stopped; False if none was running (a stale pid
+        file is removed).
+    """
+    return METASTORE.stop(data_dir, timeout)

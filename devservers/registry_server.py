@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 import urllib.request
 from pathlib import Path
 
 from devservers import java as java_search
 from devservers import local_process as processes
+from devservers.server import Launch, LocalServer
 from loglake import jars
 from loglake.errors import RegistryError, SetupError
 
@@ -43,110 +43,9 @@ JAVA_ENV = "LOGLAKE_REGISTRY_JAVA"
 MIN_JAVA = 21
 # 230-310 MB resident with this heap, as measured; without it the JVM would take a quarter of the RAM.
 HEAP_OPTS = ("-Xmx256m",)
-LOG_TAIL_LINES = 25
 JVM_ROOT = java_search.JVM_ROOT
 # Kept under its old name: the parser moved to devservers.java with the search.
 parse_java_major = java_search.parse_java_major
-
-
-def default_data_dir() -> Path:
-    """The data folder used when none is given: ``$LOGLAKE_HOME/registry``."""
-    return jars.loglake_home() / "registry"
-
-
-def start(port: int = 8081, data_dir: Path | None = None, *, wait_seconds: float = 90) -> str:
-    """Start a schema registry for ``data_dir`` on ``127.0.0.1:port`` and wait until it answers.
-
-    Idempotent: if the folder's server is already running and answering, its URL is returned (with
-    a warning when it listens on another port than ``port``). The first start of the machine fetches
-    Apicurio Registry (158 MB) with Maven. Schemas are stored in the data folder and survive a stop
-    and start.
-
-    Args:
-        port: The HTTP port clients connect to. The management interface (health, metrics) gets a
-            second, free port, also on 127.0.0.1.
-        data_dir: Folder for configuration, log and database (default ``$LOGLAKE_HOME/registry``).
-        wait_seconds: How long to wait for the server to answer (it takes 5-15 s to start).
-
-    Returns:
-        The Confluent-compatible base URL, ``"http://127.0.0.1:<port>/apis/ccompat/v7"``.
-
-    Raises:
-        RegistryError: The port is taken, or the server exited or did not answer in time; the
-            message carries the last lines of ``registry.log``.
-        SetupError: No Java 21+ was found, or the server could not be fetched.
-    """
-    if not 0 < port < 65536:
-        raise RegistryError(f"port {port} is not a TCP port; expected 1-65535")
-    data = _resolve_dir(data_dir)
-    data.mkdir(parents=True, exist_ok=True)
-    # Two starts on one folder at once would both launch a server, and one pid file would lose.
-    with _folder_lock(data):
-        return _start_locked(data, port, wait_seconds)
-
-
-def _start_locked(data: Path, port: int, wait_seconds: float) -> str:
-    running = _running_pid(data)
-    if running is not None:
-        return _adopt_running(data, running, port, wait_seconds)
-
-    if not processes.port_is_free(port, RegistryError):
-        raise RegistryError(
-            f"port {port} on {HOST} is already in use by another process; "
-            f"pick another with --port or stop what listens there"
-        )
-    java = find_java()
-    home = jars.resolve_archive(jars.APICURIO_REGISTRY, f"registry-{jars.APICURIO_VERSION}")
-    if not (home / RUN_JAR).is_file():
-        raise SetupError(f"{home} has no {RUN_JAR}; delete the folder and start again to fetch it anew")
-    management_port = _management_port(data, avoid=port)
-    _write_config(data, port, management_port)
-
-    cmd = [
-        java,
-        *HEAP_OPTS,
-        "-XX:+ExitOnOutOfMemoryError",
-        # This file's settings override the defaults inside Apicurio's jar.
-        f"-Dquarkus.config.locations={data / CONFIG_FILE}",
-        "-jar",
-        str(home / RUN_JAR),
-    ]
-    url = _url(port)
-    processes.launch(
-        cmd,
-        data=data,
-        log_file=data / SERVER_LOG,
-        pid_file=data / PID_FILE,
-        ready=lambda pid: _wait_until_answering(url, pid, data, wait_seconds),
-        what="schema registry",
-        where=f"at {url} with {java} (data {data})",
-        error=RegistryError,
-    )
-    return url
-
-
-def stop(data_dir: Path | None = None, *, timeout: float = 30) -> bool:
-    """Stop the schema registry of ``data_dir``: SIGTERM, then SIGKILL after ``timeout`` seconds.
-
-    Args:
-        data_dir: The folder given to :func:`start` (default ``$LOGLAKE_HOME/registry``).
-        timeout: Seconds to wait for a clean shutdown before killing the process.
-
-    Returns:
-        True if a server was running and is now stopped; False if none was running (a stale pid
-        file is removed).
-    """
-    data = _resolve_dir(data_dir)
-    stopped = processes.stop(
-        data,
-        pid_file=data / PID_FILE,
-        lock_file=data / LOCK_FILE,
-        running_pid=_running_pid,
-        what="schema registry",
-        error=RegistryError,
-        timeout=timeout,
-    )
-    return stopped is not None
 
 
 def register(url: str, subject: str, schema_json: str, compatibility: str = "BACKWARD") -> int:
@@ -211,33 +110,27 @@ def find_java() -> str:
     return java_search.find_java(MIN_JAVA, JAVA_ENV, "the schema registry", jvm_root=JVM_ROOT)
 
 
-# ---------------------------------------------------------------- process bookkeeping
-
-
-def _resolve_dir(data_dir: Path | None) -> Path:
-    return (data_dir if data_dir is not None else default_data_dir()).expanduser().resolve()
-
-
-def _is_our_server(pid: int, data: Path) -> bool:
-    """Whether ``pid`` is the server of ``data``, not some other process that reused the pid."""
-    args = processes.command_line(pid)
-    if args is None:
-        return True  # no /proc (macOS): trust the pid file
-    return f"-Dquarkus.config.locations={data / CONFIG_FILE}" in args
-
-
-def _running_pid(data: Path) -> int | None:
-    pid = processes.read_pid(data / PID_FILE)
-    if pid is None or not processes.is_alive(pid) or not _is_our_server(pid, data):
-        return None
-    return pid
-
-
-def _folder_lock(data: Path) -> contextlib.AbstractContextManager[None]:
-    return processes.folder_lock(data / LOCK_FILE)
-
-
 # ---------------------------------------------------------------- configuration
+
+
+def _prepare(data: Path, port: int) -> Launch:
+    """Write the folder's configuration for ``port`` and say how to run the server."""
+    java = find_java()
+    home = jars.resolve_archive(jars.APICURIO_REGISTRY, f"registry-{jars.APICURIO_VERSION}")
+    if not (home / RUN_JAR).is_file():
+        raise SetupError(f"{home} has no {RUN_JAR}; delete the folder and start again to fetch it anew")
+    management_port = _management_port(data, avoid=port)
+    _write_config(data, port, management_port)
+    argv = [
+        java,
+        *HEAP_OPTS,
+        "-XX:+ExitOnOutOfMemoryError",
+        # This file's settings override the defaults inside Apicurio's jar.
+        f"-Dquarkus.config.locations={data / CONFIG_FILE}",
+        "-jar",
+        str(home / RUN_JAR),
+    ]
+    return Launch(argv, java=java)
 
 
 def _config_port(props: dict[str, str], key: str) -> int | None:
@@ -288,35 +181,61 @@ def _answers(url: str, timeout: float) -> bool:
         return False
 
 
-def _wait_until_answering(url: str, pid: int, data: Path, wait_seconds: float) -> None:
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        if not processes.is_alive(pid):
-            raise RegistryError(
-                f"schema registry for {data} exited during startup (pid {pid}); last lines of "
-                f"{data / SERVER_LOG}:\n{processes.log_tail(data / SERVER_LOG, LOG_TAIL_LINES)}"
-            )
-        if _answers(url, timeout=min(5.0, max(0.5, wait_seconds))):
-            return
-        if time.monotonic() > deadline:
-            raise RegistryError(
-                f"schema registry pid {pid} did not answer at {url} within {wait_seconds:.0f} s; last lines "
-                f"of {data / SERVER_LOG}:\n{processes.log_tail(data / SERVER_LOG, LOG_TAIL_LINES)}"
-            )
-        time.sleep(0.25)
+# ---------------------------------------------------------------- the server
+
+REGISTRY = LocalServer(
+    name="schema registry",
+    command="registry",
+    home="registry",
+    error=RegistryError,
+    pid_file=PID_FILE,
+    lock_file=LOCK_FILE,
+    log_file=SERVER_LOG,
+    config_file=CONFIG_FILE,
+    port_setting="quarkus.http.port",
+    configured_port=lambda data: _config_port(processes.read_properties(data / CONFIG_FILE), "quarkus.http.port"),
+    marks=lambda data: (f"-Dquarkus.config.locations={data / CONFIG_FILE}",),
+    prepare=_prepare,
+    address=_url,
+    answers=lambda port, timeout: _answers(_url(port), timeout),
+    wait_seconds=90,
+)
 
 
-def _adopt_running(data: Path, pid: int, port: int, wait_seconds: float) -> str:
-    """Return the URL of the folder's running server, once it answers (it may still be starting)."""
-    running_port = _config_port(processes.read_properties(data / CONFIG_FILE), "quarkus.http.port")
-    if running_port is None:
-        raise RegistryError(
-            f"a schema registry (pid {pid}) runs for {data} but {data / CONFIG_FILE} names no "
-            f"quarkus.http.port; stop it with `loglake registry stop --data {data}`"
-        )
-    url = _url(running_port)
-    if running_port != port:
-        log.warning("the schema registry of %s already runs on port %d, not %d; using it", data, running_port, port)
-    _wait_until_answering(url, pid, data, wait_seconds)
-    log.info("schema registry pid %d already running at %s (data %s)", pid, url, data)
-    return url
+def start(port: int = 8081, data_dir: Path | None = None, *, wait_seconds: float = REGISTRY.wait_seconds) -> str:
+    """Start a schema registry for ``data_dir`` on ``127.0.0.1:port`` and wait until it answers.
+
+    Idempotent: if the folder's server is already running and answering, its URL is returned (with
+    a warning when it listens on another port than ``port``). The first start of the machine fetches
+    Apicurio Registry (158 MB) with Maven. Schemas are stored in the data folder and survive a stop
+    and start.
+
+    Args:
+        port: The HTTP port clients connect to. The management interface (health, metrics) gets a
+            second, free port, also on 127.0.0.1.
+        data_dir: Folder for configuration, log and database (default ``$LOGLAKE_HOME/registry``).
+        wait_seconds: How long to wait for the server to answer (it takes 5-15 s to start).
+
+    Returns:
+        The Confluent-compatible base URL, ``"http://127.0.0.1:<port>/apis/ccompat/v7"``.
+
+    Raises:
+        RegistryError: The port is taken, or the server exited or did not answer in time; the
+            message carries the last lines of ``registry.log``.
+        SetupError: No Java 21+ was found, or the server could not be fetched.
+    """
+    return REGISTRY.start(port, data_dir, wait_seconds)
+
+
+def stop(data_dir: Path | None = None, *, timeout: float = REGISTRY.stop_seconds) -> bool:
+    """Stop the schema registry of ``data_dir``: SIGTERM, then SIGKILL after ``timeout`` seconds.
+
+    Args:
+        data_dir: The folder given to :func:`start` (default ``$LOGLAKE_HOME/registry``).
+        timeout: Seconds to wait for a clean shutdown before killing the process.
+
+    Returns:
+        True if a server was running and is now stopped; False if none was running (a stale pid
+        file is removed).
+    """
+    return REGISTRY.stop(data_dir, timeout)
