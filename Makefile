@@ -47,10 +47,13 @@ lint: setup ## ruff and mypy
 	$(BIN)/ruff format --check loglake ingest gdpr compaction app devservers deploy bench
 	$(BIN)/mypy
 
+docs: $(STAMP) ## regenerate docs/settings.md and docs/metrics.md from the code
+	$(BIN)/python -m app.reference
+
 bench: setup ## ingest benchmark, prints JSON (MESSAGES=... to size it)
 	$(BIN)/python -m bench.ingest $(if $(MESSAGES),--messages $(MESSAGES))
 
 clean: ## remove the venv and caches (not the jar cache)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
 
-.PHONY: help system setup demo test test-kafka-container lint bench clean
+.PHONY: help system setup demo test test-kafka-container lint docs bench clean

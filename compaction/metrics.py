@@ -20,7 +20,9 @@ class CompactionMetrics:
     def __post_init__(self) -> None:
         r = self.registry
         self.pending = Gauge(
-            "loglake_compaction_pending_plans", "Compaction plans scheduled and not yet executed.", registry=r
+            "loglake_compaction_pending_plans",
+            "Compaction plans scheduled and not yet executed, after the round.",
+            registry=r,
         )
         self.oldest_pending = Gauge(
             "loglake_compaction_oldest_pending_plan_age_seconds",
@@ -32,18 +34,26 @@ class CompactionMetrics:
             "Delta commits newer than the last completed compaction.",
             registry=r,
         )
-        self.compactions = Gauge("loglake_compaction_plans_executed", "Plans executed by this run.", registry=r)
-        self.log_files = Gauge("loglake_compaction_log_files_compacted", "Log files compacted by this run.", registry=r)
+        self.compactions = Gauge(
+            "loglake_compaction_plans_executed", "Compaction plans executed by this run.", registry=r
+        )
+        self.log_files = Gauge(
+            "loglake_compaction_log_files_compacted", "Log files merged into base files by this run.", registry=r
+        )
         self.records = Gauge(
-            "loglake_compaction_records_written", "Records written by this run's compactions.", registry=r
+            "loglake_compaction_records_written",
+            "Records written into new base files by this run's compactions.",
+            registry=r,
         )
         self.bytes_written = Gauge(
             "loglake_compaction_bytes_written", "Bytes of base files written by this run's compactions.", registry=r
         )
         self.files_cleaned = Gauge(
-            "loglake_compaction_files_cleaned", "Files removed by this run's cleans.", registry=r
+            "loglake_compaction_files_cleaned", "Older file versions removed by this run's cleans.", registry=r
         )
-        self.file_groups = Gauge("loglake_compaction_file_groups", "File groups of the table.", registry=r)
+        self.file_groups = Gauge(
+            "loglake_compaction_file_groups", "File groups of the table after the round.", registry=r
+        )
         self.avg_base_file = Gauge(
             "loglake_compaction_avg_base_file_bytes",
             "Average size of the latest base file of each file group.",
@@ -51,7 +61,8 @@ class CompactionMetrics:
         )
         self.small_base_files = Gauge(
             "loglake_compaction_small_base_files",
-            "Latest base files under hoodie.parquet.small.file.limit.",
+            "Latest base files under hoodie.parquet.small.file.limit (with the bucket index: raise or lower "
+            "hoodie.bucket.index.num.buckets).",
             registry=r,
         )
         self.log_files_to_merge = Gauge(

@@ -21,24 +21,31 @@ class GdprMetrics:
         r = self.registry
         self.duration = Gauge("loglake_gdpr_run_duration_seconds", "Wall time of the last run.", registry=r)
         self.requests = Gauge(
-            "loglake_gdpr_requests", "Erasure requests in the last run, by outcome.", ["outcome"], registry=r
+            "loglake_gdpr_requests",
+            "Erasure requests in the last run, by outcome (accepted, rejected).",
+            ["outcome"],
+            registry=r,
         )
         self.records_deleted = Gauge("loglake_gdpr_records_deleted", "Records deleted by the last run.", registry=r)
         self.file_groups_touched = Gauge(
-            "loglake_gdpr_file_groups_touched", "File groups the last run's deletes rewrote.", registry=r
+            "loglake_gdpr_file_groups_touched", "File groups the last run's deletes wrote to.", registry=r
         )
         self.file_groups_total = Gauge("loglake_gdpr_file_groups_total", "File groups of the table.", registry=r)
         self.verification_hits = Gauge(
             "loglake_gdpr_verification_hits",
-            "Identifiers of erased subjects still found in files after the last purge (must be 0).",
+            "Identifiers of erased subjects still found in files after the last purge, one per (file, column, "
+            "kind of match, request) (must be 0).",
             registry=r,
         )
         self.last_success = Gauge(
-            "loglake_gdpr_last_success_timestamp_seconds", "Unix time the last run succeeded.", registry=r
+            "loglake_gdpr_last_success_timestamp_seconds",
+            "Unix time the last run succeeded; feeds the alert on no successful erasure in 24 h.",
+            registry=r,
         )
         self.ledger_backlog = Gauge(
             "loglake_gdpr_ledger_backlog",
-            "Ledger requests not done after the last run: received but never completed, or not verified.",
+            "Ledger requests not done after the last run: received but never deleted, or not verified (shown to "
+            "still have copies).",
             registry=r,
         )
         self.ledger_requests = Gauge(

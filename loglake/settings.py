@@ -48,18 +48,43 @@ class _Model(BaseModel):
 class KafkaSettings(_Model):
     """Where the log batches come from."""
 
-    bootstrap_servers: str = "127.0.0.1:9092"
-    topic: str = "logs"
-    starting_offsets: Literal["earliest", "latest"] = "earliest"
-    # Caps one micro-batch (messages across all partitions); None reads everything up to the trigger.
-    max_offsets_per_trigger: int | None = Field(default=None, gt=0)
-    # More Spark tasks than Kafka partitions, for clusters with more cores than partitions.
-    min_partitions: int | None = Field(default=None, gt=0)
-    # True: the stream stops if retention deleted offsets it had not read, rather than skipping them.
-    fail_on_data_loss: bool = True
-    connect_timeout_seconds: float = Field(default=15.0, gt=0)
-    # Passed to Spark's Kafka source as is, e.g. kafka.security.protocol, kafka.sasl.jaas.config.
-    options: dict[str, str] = Field(default_factory=dict)
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        description="Kafka brokers, `host:port[,host:port...]` (`loglake kafka start` prints one). "
+        "Flag: `--bootstrap-servers`.",
+    )
+    topic: str = Field(default="logs", description="Topic of the log batches. Flag: `--topic`.")
+    starting_offsets: Literal["earliest", "latest"] = Field(
+        default="earliest", description="Where a stream without a checkpoint starts reading."
+    )
+    max_offsets_per_trigger: int | None = Field(
+        default=None,
+        gt=0,
+        description="Caps one micro-batch (messages across all partitions), e.g. to bound a catch-up batch "
+        "after downtime; null reads everything that arrived up to the trigger.",
+    )
+    min_partitions: int | None = Field(
+        default=None,
+        gt=0,
+        description="More Spark tasks than Kafka partitions, for clusters with more cores than partitions.",
+    )
+    fail_on_data_loss: bool = Field(
+        default=True,
+        description="True: the stream stops (exit code 5) if retention deleted offsets it had not read, rather "
+        "than skipping them; false: it skips them, logs the range and counts them in "
+        "`loglake_ingest_kafka_skipped_offsets_total`.",
+    )
+    connect_timeout_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How long the start-up check waits for a broker to answer before the job fails "
+        "(`no broker answered within 15 s`).",
+    )
+    options: dict[str, str] = Field(
+        default_factory=dict,
+        description="Passed to Spark's Kafka source as is, e.g. `kafka.security.protocol`, "
+        "`kafka.sasl.jaas.config`; keys the Kafka consumer and Spark's Kafka source do not know are rejected.",
+    )
 
     @field_validator("options")
     @classmethod
@@ -80,16 +105,29 @@ class KafkaSettings(_Model):
 class TableSettings(_Model):
     """The Hudi table the jobs share."""
 
-    path: str | None = None
-    name: str = "logs"
-    quarantine_path: str | None = None
-    # Attempts of a commit that loses an optimistic-concurrency conflict to another writer.
-    conflict_retries: int = Field(default=5, ge=1, le=100)
-    # Hudi table version of the log and quarantine tables, fixed when they are created. 8 is Hudi
-    # 1.0's own layout. 6 is the 0.x layout that Hudi 1.0 still writes: Athena (Hudi 0.14/0.15
-    # readers) and Trino up to 476 read only that; it gives up the LSM timeline and the compaction
-    # job's explicit archiving (writers archive as they commit).
-    version: Literal[6, 8] = 8
+    path: str | None = Field(
+        default=None,
+        description="Folder of the log table (`s3://bucket/prefix/logs` on EMR); every job needs it. "
+        "Flag: `--table-path`.",
+    )
+    name: str = Field(default="logs", description="Hudi table name; the catalog names derive from it.")
+    quarantine_path: str | None = Field(
+        default=None, description="Folder of the quarantine table; default `<table.path>_quarantine`."
+    )
+    conflict_retries: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Attempts of a commit that loses an optimistic-concurrency conflict to another writer "
+        "(the stream and the GDPR job alike).",
+    )
+    version: Literal[6, 8] = Field(
+        default=8,
+        description="Hudi table version of the log and quarantine tables, fixed when they are created. 8 is "
+        "Hudi 1.0's own layout. 6 is the 0.x layout that Hudi 1.0 still writes: Athena (Hudi 0.14/0.15 "
+        "readers) and Trino up to 476 read only that; it gives up the LSM timeline and the compaction job's "
+        "explicit archiving (writers archive as they commit).",
+    )
 
     @field_validator("name")
     @classmethod
@@ -112,17 +150,31 @@ class TableSettings(_Model):
 class SchemaRegistrySettings(_Model):
     """A Confluent-compatible schema registry: the writer schema of each message by its header's id."""
 
-    # Unset: every message is decoded with the LogBatch schema of this release.
-    url: str | None = None
-    # confluent-kafka SchemaRegistryClient settings as is: basic.auth.user.info, ssl.ca.location,
-    # ssl.certificate.location, ssl.key.location, timeout, max.retries, ...
-    options: dict[str, str] = Field(default_factory=dict)
-    # New schema ids looked up per micro-batch. Producers use a handful; a flood of random ids (bytes
-    # that look like a header) must not turn one batch into thousands of registry requests.
-    max_new_ids_per_batch: int = Field(default=100, ge=1, le=100_000)
-    # How long a batch that needs a schema waits for an unreachable registry (retrying, the gauge
-    # loglake_ingest_schema_registry_up at 0) before the stream stops; a restart resumes the batch.
-    unavailable_timeout: str = "10 minutes"
+    url: str | None = Field(
+        default=None,
+        description="Confluent API URL of the registry (Apicurio: `.../apis/ccompat/v7`; `loglake registry "
+        "start` prints one): each message is read with the writer schema of its header's id. Unset: every "
+        "message is decoded with the LogBatch schema of this release.",
+    )
+    options: dict[str, str] = Field(
+        default_factory=dict,
+        description="confluent-kafka SchemaRegistryClient settings as is: `basic.auth.user.info`, "
+        "`ssl.ca.location`, `ssl.certificate.location`, `ssl.key.location`, `timeout`, `max.retries`, ...; "
+        "a key the client does not know fails at start.",
+    )
+    max_new_ids_per_batch: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="New schema ids looked up per micro-batch. Producers use a handful; a flood of random ids "
+        "(bytes that look like a header) must not turn one batch into thousands of registry requests.",
+    )
+    unavailable_timeout: str = Field(
+        default="10 minutes",
+        description="How long a batch that needs a schema waits for an unreachable registry (retrying, the "
+        "gauge `loglake_ingest_schema_registry_up` at 0) before the stream stops with exit code 7; a restart "
+        "resumes the batch.",
+    )
 
     @field_validator("options", mode="before")
     @classmethod
@@ -173,19 +225,45 @@ class SchemaRegistrySettings(_Model):
 class IngestSettings(_Model):
     """The streaming ingest job."""
 
-    checkpoint_dir: str | None = None
-    trigger: str = "5 minutes"
-    encoding: Literal["avro", "json"] = "avro"
-    confluent_wire_format: bool = False
-    # A message over this many bytes goes to quarantine before any decoding.
-    max_message_bytes: int = Field(default=1_048_576, gt=0)
-    # A message holding more records goes to quarantine whole (too_many_records). Real batches hold
-    # tens; the default leaves 400x headroom over 25 and bounds one message's share of a batch.
-    max_records_per_message: int = Field(default=10_000, gt=0)
-    # Re-encode each decoded batch and compare its length with the payload: binary Avro has no
-    # framing, so trailing garbage or another schema's bytes can otherwise decode "successfully".
-    strict_avro: bool = True
-    query_name: str = "loglake_ingest"
+    checkpoint_dir: str | None = Field(
+        default=None,
+        description="Streaming checkpoint (the Kafka offsets of each micro-batch); default "
+        "`<table.path>_checkpoints/<ingest.query_name>`. Flag: `--checkpoint-dir`.",
+    )
+    trigger: str = Field(
+        default="5 minutes",
+        description="Interval of the micro-batches, a duration like '30 seconds', '5 minutes' or '1 hour'; each "
+        "is one Hudi delta commit. Flag: `--trigger`.",
+    )
+    encoding: Literal["avro", "json"] = Field(
+        default="avro", description="Plain binary Avro, or the same structure as JSON (which follows LogBatch)."
+    )
+    confluent_wire_format: bool = Field(
+        default=False,
+        description="True: a 5-byte schema-registry header (magic byte, schema id) comes before the Avro; "
+        "always so with `schema_registry.url`.",
+    )
+    max_message_bytes: int = Field(
+        default=1_048_576,
+        gt=0,
+        description="A message over this many bytes goes to quarantine before any decoding (`too_large`).",
+    )
+    max_records_per_message: int = Field(
+        default=10_000,
+        gt=0,
+        description="A message holding more records goes to quarantine whole (`too_many_records`). Real batches "
+        "hold tens; the default leaves 400x headroom over 25 and bounds one message's share of a batch.",
+    )
+    strict_avro: bool = Field(
+        default=True,
+        description="Re-encode each decoded batch and compare its length with the payload: binary Avro has no "
+        "framing, so trailing garbage or another schema's bytes can otherwise decode as if they were valid.",
+    )
+    query_name: str = Field(
+        default="loglake_ingest",
+        description="Name of the streaming query; names the default checkpoint folder and is kept in each "
+        "commit's metadata.",
+    )
     schema_registry: SchemaRegistrySettings = Field(default_factory=SchemaRegistrySettings)
 
     @model_validator(mode="after")
@@ -224,22 +302,48 @@ class LogSchemaSettings(_Model):
     latest version of the topic's subject, else LogBatch), naming any field it lacks.
     """
 
-    # An .avsc file: the messages' schema (the reader schema when a registry gives writer schemas).
-    avro_schema: str | None = None
-    records_field: str = "records"
-    # Batch fields that identify a batch: with the record index, the record key. Their values must
-    # be stable across resends (a producer retry), or a resend is a second copy.
-    key_fields: list[str] = Field(default_factory=lambda: ["service", "batch_id"], min_length=1)
-    # A record field: epoch number in event_time_unit, or an Avro timestamp-millis/-micros.
-    event_time_field: str = "ts"
-    event_time_unit: Literal["seconds", "millis", "micros"] = "millis"
-    # Columns from the batch and from each record; None: every field of that level (the records
-    # array and the event time excepted). Dotted paths are not supported: a nested struct is one column.
-    batch_fields: list[str] | None = None
-    record_fields: list[str] | None = None
-    # Columns that hold a data subject's identifiers: erasure requests name them, and they never get
-    # column statistics in Hudi's metadata table (min/max would keep identifiers out of reach).
-    subject_columns: list[str] = Field(default_factory=lambda: ["user_id", "email", "client_ip"], min_length=1)
+    avro_schema: str | None = Field(
+        default=None,
+        description="An .avsc file: the messages' schema (the reader schema when a registry gives writer "
+        "schemas); unset, fields of your own are checked against the registry's latest `<topic>-value`.",
+    )
+    records_field: str = Field(default="records", description="The batch field that holds the array of records.")
+    key_fields: list[str] = Field(
+        default_factory=lambda: ["service", "batch_id"],
+        min_length=1,
+        description="Batch fields that identify a batch: with the record index, the record key. Their values "
+        "must be stable across resends (a producer retry), or a resend is a second copy.",
+    )
+    event_time_field: str = Field(
+        default="ts",
+        description="A record field: epoch number in `event_time_unit`, or an Avro timestamp-millis/-micros. It "
+        "becomes the `ts` column and names the `event_date` partition.",
+    )
+    event_time_unit: Literal["seconds", "millis", "micros"] = Field(
+        default="millis", description="Unit of a numeric event time (an Avro timestamp says its own)."
+    )
+    batch_fields: list[str] | None = Field(
+        default=None,
+        description="Columns from the batch; null: every field of the batch (the records array excepted). "
+        "Dotted paths are not supported: a nested struct is one column.",
+    )
+    record_fields: list[str] | None = Field(
+        default=None,
+        description="Columns from each record; null: every field of a record (the event time excepted). "
+        "Dotted paths are not supported: a nested struct is one column.",
+    )
+    subject_columns: list[str] = Field(
+        default_factory=lambda: ["user_id", "email", "client_ip"],
+        min_length=1,
+        description="Columns that hold a data subject's identifiers: erasure requests name them, and they never "
+        "get column statistics in Hudi's metadata table (min/max would keep identifiers out of reach).",
+    )
+    stats_columns: list[str] | None = Field(
+        default=None,
+        description="Columns besides `ts` whose min/max Hudi keeps in its metadata table for data skipping; never "
+        "a subject column. Null: `level`, `service`, `event` for LogBatch, the key fields for a shape of your own. "
+        "Every writer derives the same list; changing it makes Hudi rebuild the column statistics.",
+    )
 
     @field_validator("avro_schema")
     @classmethod
@@ -248,7 +352,7 @@ class LogSchemaSettings(_Model):
             raise ValueError(f"{value!r} is not a readable file")
         return value
 
-    @field_validator("subject_columns", "key_fields", "batch_fields", "record_fields")
+    @field_validator("subject_columns", "key_fields", "batch_fields", "record_fields", "stats_columns")
     @classmethod
     def _names(cls, value: list[str] | None) -> list[str] | None:
         for name in value or []:
@@ -262,26 +366,50 @@ class LogSchemaSettings(_Model):
 class MetricsSettings(_Model):
     """Prometheus endpoints."""
 
-    # The driver serves /metrics here; 0 turns the endpoint off.
-    port: int = Field(default=9464, ge=0, le=65535)
-    host: str = "0.0.0.0"  # noqa: S104 - scraped from other hosts on a cluster
-    pushgateway: str | None = None
+    port: int = Field(
+        default=9464,
+        ge=0,
+        le=65535,
+        description="The driver serves `/metrics` here; 0 turns the endpoint off. Flag: `--metrics-port`.",
+    )
+    host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - scraped from other hosts on a cluster
+        description="Address the driver's `/metrics` listens on; every interface, since Prometheus scrapes it "
+        "from other hosts on a cluster.",
+    )
+    pushgateway: str | None = Field(
+        default=None,
+        description="`host:port` of a Prometheus Pushgateway: transient jobs (gdpr, compact) push their metrics "
+        "there, and every writer turns on Hudi's own reporter. Flag: `--pushgateway`.",
+    )
 
 
 class GdprSettings(_Model):
     """The erasure job: ledger, salt, request topic, purge retention."""
 
-    # The erasure ledger table; default the sibling folder <table-path>_gdpr_ledger.
-    ledger_path: str | None = None
-    # Salt of the subject hashes in the ledger. Set it from a secret store in production; unset, a
-    # random salt is created once beside the ledger (<ledger>/.salt) so re-runs hash alike.
-    ledger_salt: str | None = None
-    # Kafka topic of erasure requests (JSON objects like the JSON-lines file), read by a consumer
-    # group whose offsets are committed only after a successful run.
-    requests_topic: str | None = None
-    requests_group: str = "loglake-gdpr"
-    # A purge keeps this many file versions per file group: 1 leaves no older copy behind.
-    purge_file_versions_retained: int = Field(default=1, ge=1)
+    ledger_path: str | None = Field(
+        default=None,
+        description="The erasure ledger table; default the sibling folder `<table.path>_gdpr_ledger`.",
+    )
+    ledger_salt: str | None = Field(
+        default=None,
+        description="Salt of the subject hashes in the ledger. Set it from a secret store in production; unset, "
+        "a random salt is created once beside the ledger (`<ledger>/.salt`) so re-runs hash alike.",
+    )
+    requests_topic: str | None = Field(
+        default=None,
+        description="Kafka topic of erasure requests (JSON objects like the JSON-lines file), read by the "
+        "consumer group `requests_group`.",
+    )
+    requests_group: str = Field(
+        default="loglake-gdpr",
+        description="Consumer group of `requests_topic`; its offsets are committed only after a successful run.",
+    )
+    purge_file_versions_retained: int = Field(
+        default=1,
+        ge=1,
+        description="A purge keeps this many file versions per file group: 1 leaves no older copy behind.",
+    )
 
 
 class CompactionSettings(_Model):
@@ -291,16 +419,34 @@ class CompactionSettings(_Model):
     ``hoodie.clean.*``, ``hoodie.keep.*``; defaults in :data:`loglake.table.TABLE_SERVICES`).
     """
 
-    # --until-caught-up stops after this many rounds even if the stream keeps scheduling plans.
-    max_rounds: int = Field(default=10, ge=1, le=1000)
-    # Pause between rounds of --loop.
-    loop_interval: str = "10 minutes"
-    # --loop rides out a failed round (a rollback racing another writer's cleaner, a conflict with a
-    # delete) and tries again after the pause; it stops after this many failed rounds in a row.
-    max_failed_rounds: int = Field(default=3, ge=1, le=1000)
-    clustering: bool = True
-    clean: bool = True
-    archive: bool = True
+    max_rounds: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="`--until-caught-up` stops after this many rounds even if the stream keeps scheduling plans "
+        "(exit code 1 when plans from before the run are still pending).",
+    )
+    loop_interval: str = Field(default="10 minutes", description="Pause between rounds of `--loop`.")
+    max_failed_rounds: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description="`--loop` rides out a failed round (a rollback racing another writer's cleaner, a conflict "
+        "with a delete) and tries again after the pause; it stops after this many failed rounds in a row.",
+    )
+    clustering: bool = Field(
+        default=True,
+        description="Cluster small base files; skipped (and said so in the report) with the bucket index, whose "
+        "file groups are hash buckets.",
+    )
+    clean: bool = Field(
+        default=True, description="Remove file versions the cleaning policy (`hoodie.clean.*`) no longer keeps."
+    )
+    archive: bool = Field(
+        default=True,
+        description="Archive old timeline instants (`hoodie.keep.*`); on a version-6 table the writers archive "
+        "as they commit instead.",
+    )
 
     @field_validator("loop_interval")
     @classmethod
@@ -321,20 +467,36 @@ class CatalogSettings(_Model):
     (copy-on-write) is registered once.
     """
 
-    # Unset: on exactly when a metastore is given (metastore_uris). On EMR with the Glue Data
-    # Catalog the client comes from hive-site.xml, so there it is switched on with no URI.
-    enabled: bool | None = None
-    # thrift://host:9083[,thrift://...]; unset: hive.metastore.uris from the cluster's hive-site.xml.
-    metastore_uris: str | None = None
-    database: str = "default"
-    # Defaults: table.name, and <table.name>_quarantine.
-    table: str | None = None
-    quarantine_table: str | None = None
-    # The stream registers new partitions and columns after every Nth micro-batch that committed
-    # (a sync that failed is retried after the next one whatever N is).
-    sync_every_batches: int = Field(default=1, ge=1, le=10_000)
-    # Hive client settings (hive.metastore.*, hive.metastore.client.*), e.g. the Glue client factory.
-    hive_conf: dict[str, str] = Field(default_factory=dict)
+    enabled: bool | None = Field(
+        default=None,
+        description="Unset: on exactly when a metastore is given (`metastore_uris`). On EMR with the Glue Data "
+        "Catalog the client comes from hive-site.xml, so there it is switched on with no URI.",
+    )
+    metastore_uris: str | None = Field(
+        default=None,
+        description="`thrift://host:9083[,thrift://...]`; unset: `hive.metastore.uris` from the cluster's "
+        "hive-site.xml.",
+    )
+    database: str = Field(default="default", description="Database the tables are registered in.")
+    table: str | None = Field(
+        default=None,
+        description="Name of the log table, registered as `<table>_ro` and `<table>_rt`; default `table.name`.",
+    )
+    quarantine_table: str | None = Field(
+        default=None, description="Name of the quarantine table; default `<table.name>_quarantine`."
+    )
+    sync_every_batches: int = Field(
+        default=1,
+        ge=1,
+        le=10_000,
+        description="The stream registers new partitions and columns after every Nth micro-batch that committed "
+        "(a sync that failed is retried after the next one whatever N is).",
+    )
+    hive_conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="Hive client settings (`hive.metastore.*`, `hive.metastore.client.*`), e.g. the Glue client "
+        "factory or `hive.metastore.client.socket.timeout: 60s`.",
+    )
 
     @field_validator("metastore_uris")
     @classmethod
@@ -375,10 +537,16 @@ class CatalogSettings(_Model):
 class SparkSettings(_Model):
     """How the SparkSession is built. ``conf`` holds any ``spark.*`` option."""
 
-    # maven: jars resolved once by loglake into $LOGLAKE_HOME (offline afterwards);
-    # packages: spark.jars.packages (Ivy) with the same coordinates; provided: the cluster has them (EMR).
-    jars: Literal["maven", "packages", "provided"] = "maven"
-    conf: dict[str, str] = Field(default_factory=dict)
+    jars: Literal["maven", "packages", "provided"] = Field(
+        default="maven",
+        description="maven: jars resolved once by loglake into `$LOGLAKE_HOME` (offline afterwards); packages: "
+        "`spark.jars.packages` (Ivy) with the same coordinates; provided: the cluster has them (EMR).",
+    )
+    conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="Any `spark.*` option of the SparkSession (`spark.master`, `spark.driver.memory`, ...); "
+        "unknown keys get a warning. Under spark-submit, master, memory and jars come from spark-submit.",
+    )
 
     @field_validator("conf")
     @classmethod
@@ -401,8 +569,11 @@ class Settings(_Model):
     compaction: CompactionSettings = Field(default_factory=CompactionSettings)
     catalog: CatalogSettings = Field(default_factory=CatalogSettings)
     spark: SparkSettings = Field(default_factory=SparkSettings)
-    # Any hoodie.* option; applied last to every writer, so it can override loglake's defaults.
-    hoodie: dict[str, str] = Field(default_factory=dict)
+    hoodie: dict[str, str] = Field(
+        default_factory=dict,
+        description="Any `hoodie.*` option; applied last to every writer of the log table, so it can override "
+        "loglake's defaults. A key Hudi does not declare fails at start, naming the nearest known one.",
+    )
 
     @field_validator("hoodie")
     @classmethod
@@ -446,10 +617,15 @@ class Settings(_Model):
         return _mask(self.model_dump())
 
 
+def is_secret(key: str) -> bool:
+    """Whether a setting or option of this name holds a secret, whose value is never shown."""
+    return _SECRET_RE.search(key) is not None
+
+
 def _mask(value: Any, key: str = "") -> Any:
     if isinstance(value, dict):
         return {k: _mask(v, k) for k, v in value.items()}
-    if _SECRET_RE.search(key) and value:
+    if is_secret(key) and value:
         return "****"
     return value
 
