@@ -1,1 +1,1 @@
-"""Compaction and table services job (see issue 4)."""
+"""Table services beside the live stream: execute compaction plans, cluster, clean and archive."""

@@ -1,1 +1,1 @@
-"""GDPR erasure job (see issue 3)."""
+"""GDPR erasure and retention: delete data subjects' records, purge and verify them, expire old partitions."""

@@ -32,16 +32,6 @@ GENERATED_COLUMNS = frozenset({"_hoodie_commit_time", "_hoodie_commit_seqno", "_
 MAX_HITS_LISTED = 1000
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One leftover: where (file and column, or ``raw``), how it matched, and for which request."""
-
-    file: str
-    column: str
-    match: str
-    request_id: str
-
-
 @dataclass
 class ScanStats:
     files: int = 0

@@ -64,7 +64,6 @@ class BatchStats:
     messages: int = 0
     records_written: int = 0
     quarantined: dict[str, int] = field(default_factory=dict)
-    last_batch_id: int | None = None
     # Per batch id: the first Kafka offset the batch actually read, per (topic, partition): what the
     # listener compares with the planned start to find offsets Kafka no longer had.
     first_offsets: dict[int, dict[tuple[str, int], int]] = field(default_factory=dict)
@@ -72,6 +71,50 @@ class BatchStats:
     @property
     def quarantined_total(self) -> int:
         return sum(self.quarantined.values())
+
+
+@dataclass
+class _Tally:
+    """The counting pass's tally of one micro-batch, summed on the driver."""
+
+    # Quarantined rows per reason code.
+    counts: dict[str, int] = field(default_factory=dict)
+    good: int = 0
+    messages: int = 0
+    # A Kafka message arrived more than once in this micro-batch.
+    repeated: bool = False
+    first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    # The rows of the deferred checks that the write pass leaves out: topic, partition, offset, record.
+    flagged: list[tuple[str, int, int, int | None]] = field(default_factory=list)
+    bad_messages: set[tuple[str, int, int]] = field(default_factory=set)
+    listed: int = 0
+
+    @property
+    def listed_all(self) -> bool:
+        """Whether every bad row's coordinates were listed (see ``FLAG_LIMIT``)."""
+        return self.listed <= FLAG_LIMIT
+
+    @classmethod
+    def of(cls, tallied: list[Row]) -> _Tally:
+        """Sum the rows of :func:`ingest.parse.tally`."""
+        tally = cls()
+        for row in tallied:
+            if row["grouping"]:
+                tally.repeated = row["batches"] > row["distinct_batches"]
+                continue
+            topic, partition = row["kafka_topic"], row["kafka_partition"]
+            tally.listed += len(row["bad_rows"])
+            tally.bad_messages.update((topic, partition, b["kafka_offset"]) for b in row["bad_rows"])
+            if row["reason_code"] in parse.DEFERRED_REASONS:
+                tally.flagged += [(topic, partition, b["kafka_offset"], b["record_index"]) for b in row["bad_rows"]]
+            if row["reason_code"] is None:
+                tally.good += row["rows"]
+            else:
+                tally.counts[row["reason_code"]] = tally.counts.get(row["reason_code"], 0) + row["rows"]
+            tally.messages += row["messages"]
+            first = tally.first_offsets
+            first[(topic, partition)] = min(first.get((topic, partition), row["first_offset"]), row["first_offset"])
+        return tally
 
 
 class BatchWriter:
@@ -115,94 +158,91 @@ class BatchWriter:
         batches) add a pass only when they have work. The counting pass runs every check; the write
         pass skips the costly ones and leaves out the rows they flagged.
         """
-        # Structured Streaming turns adaptive execution off in the session its batches run in; the
-        # writer's own queries are batch queries and want it back: the counting pass's aggregation
-        # then runs a task per core instead of spark.sql.shuffle.partitions (200) tasks per shuffle.
-        batch.sparkSession.conf.set(
-            "spark.sql.adaptive.enabled", self.settings.spark.conf.get("spark.sql.adaptive.enabled", "true")
-        )
+        self._enable_adaptive_execution(batch.sparkSession)
         decoding, staged, tallied = self._count(batch)
-        counts: dict[str, int] = {}
-        good = messages = 0
-        repeated = False
-        first: dict[tuple[str, int], int] = {}
-        flagged: list[tuple[str, int, int, int | None]] = []
-        bad_messages: set[tuple[str, int, int]] = set()
-        listed = 0
-        for row in tallied:
-            if row["grouping"]:
-                repeated = row["batches"] > row["distinct_batches"]
-                continue
-            topic, partition = row["kafka_topic"], row["kafka_partition"]
-            listed += len(row["bad_rows"])
-            bad_messages.update((topic, partition, b["kafka_offset"]) for b in row["bad_rows"])
-            if row["reason_code"] in parse.DEFERRED_REASONS:
-                flagged += [(topic, partition, b["kafka_offset"], b["record_index"]) for b in row["bad_rows"]]
-            if row["reason_code"] is None:
-                good += row["rows"]
-            else:
-                counts[row["reason_code"]] = counts.get(row["reason_code"], 0) + row["rows"]
-            messages += row["messages"]
-            first[(topic, partition)] = min(first.get((topic, partition), row["first_offset"]), row["first_offset"])
-        self.stats.first_offsets[batch_id] = first
-        # Only the listener's next progress event needs it; keep the map from growing with the run.
-        for old in [b for b in self.stats.first_offsets if b < batch_id - 10]:
-            del self.stats.first_offsets[old]
-        listed_all = listed <= FLAG_LIMIT
-        if counts:
-            source = batch
-            if listed_all:
-                # Only the bad messages are staged again, not the whole batch.
-                listed_messages = batch.sparkSession.createDataFrame(sorted(bad_messages), parse.MESSAGES_SCHEMA)
-                source = parse.of_messages(batch, listed_messages)
-                staged_bad = source.transform(parse.stage(self.settings.ingest, decoding=decoding, shape=self.shape))
-            else:
-                staged_bad = staged
-            self._quarantine(staged_bad, source, batch_id, counts)
+        tally = _Tally.of(tallied)
+        self._remember_first_offsets(batch_id, tally.first_offsets)
+        if tally.counts:
+            bad_staged, bad_source = self._stage_bad(batch, staged, decoding, tally)
+            self._quarantine(bad_staged, bad_source, batch_id, tally.counts)
+        good = tally.good
         if good:
-            rows = parse.log_rows(self._write_pass(batch, flagged, decoding) if listed_all else staged, self.shape)
-            if repeated:
-                rows, good = self._unique(rows, staged, batch_id)
-            writer = (
-                rows.write.format("hudi")
-                .options(**self.log_options)
-                .options(**self._commit_meta(batch_id))
-                .mode("append")
-            )
-            # A retry after a lost conflict stages the batch again from the same Kafka offsets.
-            try:
-                retry.on_conflict(
-                    lambda: writer.save(self.table_path),
-                    what=f"batch {batch_id} -> {self.table_path}",
-                    attempts=self.settings.table.conflict_retries,
-                )
-            finally:
-                if repeated:
-                    rows.unpersist()
-            self.metrics.last_commit.set(time.time())
+            good = self._write_log(batch, staged, decoding, tally, batch_id)
             self.unsynced["log"] += 1
-        if counts:
+        if tally.counts:
             self.unsynced["quarantine"] += 1
         if self.settings.catalog.active:
             self._sync_catalog(batch.sparkSession)
-        self.stats.batches += 1
-        self.stats.messages += messages
-        self.stats.records_written += good
-        self.stats.last_batch_id = batch_id
-        self.metrics.batches.inc()
-        self.metrics.input_messages.inc(messages)
-        self.metrics.batch_input_messages.set(messages)
-        self.metrics.records_written.inc(good)
-        self.metrics.batch_records.set(good)
+        self._record_batch(batch_id, tally.messages, good)
         if good:
             self._table_health(staged)
         log.info(
             "batch %d: %d messages, %d records written, %d rows quarantined",
             batch_id,
-            messages,
+            tally.messages,
             good,
-            sum(counts.values()),
+            sum(tally.counts.values()),
         )
+
+    def _enable_adaptive_execution(self, spark: SparkSession) -> None:
+        # Structured Streaming turns adaptive execution off in the session its batches run in; the
+        # writer's own queries are batch queries and want it back: the counting pass's aggregation
+        # then runs a task per core instead of spark.sql.shuffle.partitions (200) tasks per shuffle.
+        spark.conf.set("spark.sql.adaptive.enabled", self.settings.spark.conf.get("spark.sql.adaptive.enabled", "true"))
+
+    def _remember_first_offsets(self, batch_id: int, first: dict[tuple[str, int], int]) -> None:
+        self.stats.first_offsets[batch_id] = first
+        # Only the listener's next progress event needs it; keep the map from growing with the run.
+        for old in [b for b in self.stats.first_offsets if b < batch_id - 10]:
+            del self.stats.first_offsets[old]
+
+    def _stage_bad(
+        self, batch: DataFrame, staged: DataFrame, decoding: Decoding | None, tally: _Tally
+    ) -> tuple[DataFrame, DataFrame]:
+        """The quarantine's input: the bad rows' staging, and the raw Kafka rows their bytes come from."""
+        if not tally.listed_all:
+            return staged, batch
+        # Only the bad messages are staged again, not the whole batch.
+        listed_messages = batch.sparkSession.createDataFrame(sorted(tally.bad_messages), parse.MESSAGES_SCHEMA)
+        source = parse.of_messages(batch, listed_messages)
+        return source.transform(parse.stage(self.settings.ingest, decoding=decoding, shape=self.shape)), source
+
+    def _write_log(
+        self, batch: DataFrame, staged: DataFrame, decoding: Decoding | None, tally: _Tally, batch_id: int
+    ) -> int:
+        """Commit the batch's good rows to the log table; returns how many it wrote (repeats dropped)."""
+        staged_for_write = self._write_pass(batch, tally.flagged, decoding) if tally.listed_all else staged
+        rows = parse.log_rows(staged_for_write, self.shape)
+        good = tally.good
+        if tally.repeated:
+            rows, good = self._unique(rows, staged, batch_id)
+        # A retry after a lost conflict stages the batch again from the same Kafka offsets.
+        try:
+            self._commit(rows, self.table_path, self.log_options, batch_id)
+        finally:
+            if tally.repeated:
+                rows.unpersist()
+        self.metrics.last_commit.set(time.time())
+        return good
+
+    def _commit(self, rows: DataFrame, path: str, options: dict[str, str], batch_id: int) -> None:
+        """Append ``rows`` to the Hudi table at ``path`` as one commit, retried after a lost write conflict."""
+        writer = rows.write.format("hudi").options(**options).options(**self._commit_meta(batch_id)).mode("append")
+        retry.on_conflict(
+            lambda: writer.save(path),
+            what=f"batch {batch_id} -> {path}",
+            attempts=self.settings.table.conflict_retries,
+        )
+
+    def _record_batch(self, batch_id: int, messages: int, good: int) -> None:
+        self.stats.batches += 1
+        self.stats.messages += messages
+        self.stats.records_written += good
+        self.metrics.batches.inc()
+        self.metrics.input_messages.inc(messages)
+        self.metrics.batch_input_messages.set(messages)
+        self.metrics.records_written.inc(good)
+        self.metrics.batch_records.set(good)
 
     def _count(self, batch: DataFrame) -> tuple[Decoding | None, DataFrame, list[Row]]:
         """The counting pass: the batch staged with every check, and its tally.
@@ -323,12 +363,7 @@ class BatchWriter:
                     row["kafka_offset"],
                     row["reason"],
                 )
-            writer = bad.write.format("hudi").options(**self.quarantine_options).options(**self._commit_meta(batch_id))
-            retry.on_conflict(
-                lambda: writer.mode("append").save(self.quarantine_path),
-                what=f"batch {batch_id} -> {self.quarantine_path}",
-                attempts=self.settings.table.conflict_retries,
-            )
+            self._commit(bad, self.quarantine_path, self.quarantine_options, batch_id)
         finally:
             bad.unpersist()
             bad_staged.unpersist()

@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 TableKind = Literal["log", "quarantine"]
 TABLE_KINDS: tuple[TableKind, ...] = ("log", "quarantine")
-SYNC_TOOL = "org.apache.hudi.hive.HiveSyncTool"
 RO_SUFFIX = "_ro"
 RT_SUFFIX = "_rt"
 
