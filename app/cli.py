@@ -105,10 +105,18 @@ def _cmd_metastore_stop(args: argparse.Namespace) -> int:
 
 def _cmd_produce(args: argparse.Namespace) -> int:
     from app.produce import produce
+    from loglake.settings import load_settings
+    from loglake.shape import load as load_shape
 
+    settings = load_settings(
+        args.config,
+        overrides={"kafka.bootstrap_servers": args.bootstrap_servers, "kafka.topic": args.topic},
+        assignments=args.set,
+    )
     result = produce(
-        bootstrap_servers=args.bootstrap_servers,
-        topic=args.topic,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        topic=settings.kafka.topic,
+        shape=load_shape(settings),
         messages=args.messages,
         seed=args.seed,
         records_per_message=args.records_per_message,
@@ -187,19 +195,23 @@ def _cmd_gdpr_delete(args: argparse.Namespace) -> int:
     from gdpr.job import run_delete
     from gdpr.metrics import GdprMetrics
     from gdpr.source import requests_from_topic
+    from loglake.shape import load as load_shape
 
     settings = _gdpr_settings(args)
     topic = settings.gdpr.requests_topic
     if not args.requests and not topic and not args.command_is_purge:
         # A purge without requests finishes the erasures earlier deletes left pending; a delete needs some.
         raise ConfigError("give --requests FILE or --requests-topic TOPIC (setting gdpr.requests_topic)")
+    shape = load_shape(settings)
     metrics = GdprMetrics()
     from_file = (
-        erasure_requests.parse_file(args.requests, subject_columns=settings.log_schema.subject_columns)
-        if args.requests
-        else None
+        erasure_requests.parse_file(args.requests, subject_columns=shape.subject_columns) if args.requests else None
     )
-    source = requests_from_topic(settings, topic) if topic else nullcontext(erasure_requests.ParsedRequests([], []))
+    source = (
+        requests_from_topic(settings, topic, shape.subject_columns)
+        if topic
+        else nullcontext(erasure_requests.ParsedRequests([], []))
+    )
     with source as from_topic:
         parsed = erasure_requests.ParsedRequests(
             (from_file.requests if from_file else []) + from_topic.requests,
@@ -209,7 +221,9 @@ def _cmd_gdpr_delete(args: argparse.Namespace) -> int:
             log.warning("rejected erasure request at %s: %s", rejection.source, rejection.reason)
         for note in parsed.notes():
             log.warning("erasure request at %s: %s", note.source, note.reason)
-        result = run_delete(settings, parsed, dry_run=args.dry_run, do_purge=args.purge or args.command_is_purge)
+        result = run_delete(
+            settings, parsed, dry_run=args.dry_run, do_purge=args.purge or args.command_is_purge, shape=shape
+        )
     _print_json(result)
     metrics.observe(result)
     code = EXIT_UNVERIFIED if result.verified is False else EXIT_REJECTED if result.rejected else EXIT_OK
@@ -330,7 +344,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loglake", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
+    # The order of these calls is the order of the commands in --help.
+    _add_setup_command(sub)
+    _add_server_commands(sub)
+    _add_produce_command(sub)
+    _add_ingest_command(sub)
+    _add_demo_command(sub)
+    _add_gdpr_commands(sub)
+    _add_compact_command(sub)
+    _add_catalog_commands(sub)
+    _add_deploy_commands(sub)
+    _add_table_commands(sub)
+    return parser
 
+
+def _add_setup_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "setup",
         help="resolve and cache the Spark/Hudi and Kafka jars from Maven Central "
@@ -338,47 +366,77 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_cmd_setup)
 
-    kafka = sub.add_parser("kafka", help="a local single-node KRaft Kafka broker")
-    ksub = kafka.add_subparsers(dest="kafka_command", required=True)
-    p = ksub.add_parser("start", help="start a broker and print its bootstrap address")
-    p.add_argument("--port", type=int, default=9092)
-    p.add_argument("--data", type=Path, default=None, help="data folder (default $LOGLAKE_HOME/kafka)")
-    p.set_defaults(handler=_cmd_kafka_start)
-    p = ksub.add_parser("stop", help="stop the broker of a data folder")
-    p.add_argument("--data", type=Path, default=None)
-    p.set_defaults(handler=_cmd_kafka_stop)
 
-    registry = sub.add_parser(
-        "registry", help="a local schema registry (Apicurio, Confluent-compatible API; needs Java 21+)"
+def _add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _add_server_command(
+        sub,
+        "kafka",
+        "a local single-node KRaft Kafka broker",
+        port=9092,
+        start=_cmd_kafka_start,
+        start_text="start a broker and print its bootstrap address",
+        stop=_cmd_kafka_stop,
+        stop_text="stop the broker of a data folder",
     )
-    rsub = registry.add_subparsers(dest="registry_command", required=True)
-    p = rsub.add_parser(
-        "start", help="start a schema registry and print its URL (the first start fetches it from Maven, 158 MB)"
+    _add_server_command(
+        sub,
+        "registry",
+        "a local schema registry (Apicurio, Confluent-compatible API; needs Java 21+)",
+        port=8081,
+        start=_cmd_registry_start,
+        start_text="start a schema registry and print its URL (the first start fetches it from Maven, 158 MB)",
+        stop=_cmd_registry_stop,
+        stop_text="stop the schema registry of a data folder",
     )
-    p.add_argument("--port", type=int, default=8081)
-    p.add_argument("--data", type=Path, default=None, help="data folder (default $LOGLAKE_HOME/registry)")
-    p.set_defaults(handler=_cmd_registry_start)
-    p = rsub.add_parser("stop", help="stop the schema registry of a data folder")
-    p.add_argument("--data", type=Path, default=None)
-    p.set_defaults(handler=_cmd_registry_stop)
+    _add_server_command(
+        sub,
+        "metastore",
+        "a local Hive Metastore (thrift, Derby in the data folder; listens on every interface)",
+        port=9083,
+        start=_cmd_metastore_start,
+        start_text="start a Hive metastore and print its thrift URI (the first start fetches it from Maven, 27 MB)",
+        stop=_cmd_metastore_stop,
+        stop_text="stop the Hive metastore of a data folder",
+    )
 
-    metastore = sub.add_parser(
-        "metastore", help="a local Hive Metastore (thrift, Derby in the data folder; listens on every interface)"
-    )
-    msub = metastore.add_subparsers(dest="metastore_command", required=True)
-    p = msub.add_parser(
-        "start", help="start a Hive metastore and print its thrift URI (the first start fetches it from Maven, 27 MB)"
-    )
-    p.add_argument("--port", type=int, default=9083)
-    p.add_argument("--data", type=Path, default=None, help="data folder (default $LOGLAKE_HOME/metastore)")
-    p.set_defaults(handler=_cmd_metastore_start)
-    p = msub.add_parser("stop", help="stop the Hive metastore of a data folder")
-    p.add_argument("--data", type=Path, default=None)
-    p.set_defaults(handler=_cmd_metastore_stop)
 
-    p = sub.add_parser("produce", help="send synthetic log batches (realistic users, emails, IPs)")
-    p.add_argument("--bootstrap-servers", required=True)
-    p.add_argument("--topic", default="logs")
+def _add_server_command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    text: str,
+    *,
+    port: int,
+    start: Callable[[argparse.Namespace], int],
+    start_text: str,
+    stop: Callable[[argparse.Namespace], int],
+    stop_text: str,
+) -> None:
+    """``loglake <name> start|stop``: a local server with its data under ``$LOGLAKE_HOME/<name>``."""
+    server = sub.add_parser(name, help=text)
+    ssub = server.add_subparsers(dest=f"{name}_command", required=True)
+    p = ssub.add_parser("start", help=start_text)
+    p.add_argument("--port", type=int, default=port)
+    p.add_argument("--data", type=Path, default=None, help=f"data folder (default $LOGLAKE_HOME/{name})")
+    p.set_defaults(handler=start)
+    p = ssub.add_parser("stop", help=stop_text)
+    p.add_argument("--data", type=Path, default=None)
+    p.set_defaults(handler=stop)
+
+
+def _add_produce_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "produce",
+        help="send synthetic log batches (realistic users, emails, IPs), or with --config messages of that "
+        "file's log shape",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="YAML settings file (the same file as ingest): its broker, topic and log shape (log_schema)",
+    )
+    p.add_argument("--bootstrap-servers", help="overrides kafka.bootstrap_servers")
+    p.add_argument("--topic", help="overrides kafka.topic (default logs)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--messages", type=int, required=True)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--records-per-message", type=_records_range, default=(7, 25), metavar="MIN-MAX")
@@ -387,16 +445,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--schema-registry",
         metavar="URL",
-        help="register LogBatch under <topic>-value (BACKWARD) at this Confluent-compatible registry and put its "
-        "id in each message's header (implies --confluent-wire-format)",
+        help="register the messages' schema (LogBatch, or the --config file's log shape) under <topic>-value "
+        "(BACKWARD) at this Confluent-compatible registry and put its id in each message's header (implies "
+        "--confluent-wire-format)",
     )
     p.set_defaults(handler=_cmd_produce)
 
+
+def _add_ingest_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("ingest", help="run the streaming ingest job")
     _add_ingest_flags(p)
     p.add_argument("--once", action="store_true", help="process what is available now, then exit")
     p.set_defaults(handler=_cmd_ingest)
 
+
+def _add_demo_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="local broker + synthetic load + ingest --once + summary, then clean up")
     p.add_argument("--messages", type=int, default=3000)
     p.add_argument("--port", type=int, default=29092, help="port of the demo's own broker")
@@ -410,6 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(handler=_cmd_demo)
 
+
+def _add_gdpr_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gdpr = sub.add_parser("gdpr", help="erase data subjects, purge and verify; retention")
     gsub = gdpr.add_subparsers(dest="gdpr_command", required=True)
     for name, purge_only, text in (
@@ -437,6 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--older-than", required=True, help="e.g. 30d")
     p.set_defaults(handler=_cmd_gdpr_expire)
 
+
+def _add_compact_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("compact", help="table services: execute compaction plans, cluster, clean, archive")
     p.add_argument("--config", type=Path, help="YAML settings file (the same file as ingest)")
     p.add_argument("--table-path", help="overrides table.path")
@@ -448,6 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(handler=_cmd_compact)
 
+
+def _add_catalog_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cat = sub.add_parser("catalog", help="the tables in a Hive Metastore or AWS Glue, by name")
     csub = cat.add_subparsers(dest="catalog_command", required=True)
     p = csub.add_parser(
@@ -466,6 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(handler=_cmd_catalog_sync)
 
+
+def _add_deploy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     deploy = sub.add_parser("deploy", help="cluster definitions as code")
     dsub = deploy.add_subparsers(dest="deploy_command", required=True)
     emr_parser = dsub.add_parser(
@@ -481,6 +552,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--cluster", choices=["stream", "gdpr", "compaction"], help="one cluster (default: all)")
         p.set_defaults(handler=_cmd_deploy_emr)
 
+
+def _add_table_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     table = sub.add_parser("table", help="inspect the log table")
     tsub = table.add_subparsers(dest="table_command", required=True)
     p = tsub.add_parser("summary", help="read the table back and print counts per partition")
@@ -488,7 +561,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table-path")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(handler=_cmd_table_summary)
-    return parser
 
 
 def _from_the_jvm(exc: BaseException) -> bool:

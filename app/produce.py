@@ -1,10 +1,14 @@
-"""Synthetic load: realistic ``LogBatch`` messages sent to Kafka (``loglake produce``).
+"""Synthetic load: realistic ``LogBatch`` messages, or batches of any log shape, sent to Kafka (``loglake produce``).
 
 Each message is one batch of log records from one service instance, encoded with the public
 contract in ``loglake/schemas/log_batch.avsc`` (binary Avro, optionally behind the Confluent
 5-byte header) or as its JSON twin. Records carry users with emails and IPv4 addresses (the PII a
 right-to-be-forgotten request targets), anonymous and system records with nulls, realistic level
 mix, events, messages and attributes.
+
+A log shape of one's own (:class:`loglake.shape.LogShape`) gets batches built from its Avro schema
+(:func:`make_shaped_batch`): every field by its type, new key values per batch, recent event times in
+the shape's unit, and subject columns naming people of a fixed pool, so an erasure finds them again.
 
 Everything random comes from one :class:`random.Random`, so a seed reproduces the same batches,
 batch ids included. The pools (users, deployments, message variants) are built once from a fixed
@@ -18,11 +22,13 @@ import json
 import logging
 import os
 import random
+import re
 import struct
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cache
 from typing import Any, Literal
 
@@ -30,7 +36,7 @@ import fastavro
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from loglake.errors import BrokerError, ConfigError
-from loglake.shape import avro_schema
+from loglake.shape import LogShape, avro_schema, default_shape
 
 log = logging.getLogger(__name__)
 
@@ -410,16 +416,474 @@ def make_batch(rng: random.Random, now_ms: int, n_records: int) -> dict[str, Any
 
 
 def generate_batches(
-    rng: random.Random, now_ms: int, messages: int, records_per_message: tuple[int, int] = (7, 25)
+    rng: random.Random,
+    now_ms: int,
+    messages: int,
+    records_per_message: tuple[int, int] = (7, 25),
+    shape: LogShape | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The batches :func:`produce` sends for this RNG state: ``messages`` of them, lazily.
 
     Each batch has between ``records_per_message[0]`` and ``records_per_message[1]`` records
-    (inclusive, uniform).
+    (inclusive, uniform). LogBatch messages (``shape`` None or of LogBatch's schema) come from
+    :func:`make_batch`, any other shape's from :func:`make_shaped_batch`.
     """
     low, high = records_per_message
-    for _ in range(messages):
-        yield make_batch(rng, now_ms, rng.randint(low, high))
+    if is_log_batch(shape):
+        for _ in range(messages):
+            yield make_batch(rng, now_ms, rng.randint(low, high))
+        return
+    assert shape is not None  # is_log_batch(None) is True; this only narrows the type
+    # Int keys count up from where the seed says, so two runs rarely share one; from below 2**30 an
+    # int key does not overflow within a billion messages.
+    first = rng.randrange(2**30)
+    for n in range(messages):
+        yield make_shaped_batch(rng, now_ms, rng.randint(low, high), shape, first + n)
+
+
+# ---------------------------------------------------------------- batches of any shape
+
+# Share of nullable fields left null (a subject column's null is an anonymous record).
+NULL_SHARE = 0.1
+# People a subject column names: few enough that each recurs across batches, as an erasure expects.
+N_SUBJECTS = 5_000
+_MAX_ITEMS = 3  # items of an array or entries of a map
+# A recursive type (a record holding itself through a nullable field) stops nesting here.
+_MAX_DEPTH = 6
+_TIMESTAMP_UNITS = {
+    "timestamp-millis": "millis",
+    "local-timestamp-millis": "millis",
+    "timestamp-micros": "micros",
+    "local-timestamp-micros": "micros",
+}
+_DAY_US = 86_400_000_000
+_MAP_KEYS = _words("trace_id span_id tenant feature env build route locale plan client version retry")
+# Ofcom's ranges reserved for drama (a mobile one, then geographic ones): real-looking E.164
+# numbers that reach nobody.
+_FICTION_PHONE_PREFIXES = _words(
+    "+447700900 +442079460 +441134960 +441144960 +441154960 +441164960 +441174960 +441184960 "
+    "+441214960 +441314960 +441414960 +441514960 +441614960 +442920180"
+)
+_ID_WORDS = frozenset(("id", "ids", "uid", "ref", "key", "identifier", "number", "no"))
+_IP_WORDS = frozenset(("ip", "ipv4", "ipaddr", "ipaddress"))
+
+
+class _Draw:
+    """What a value depends on besides its type: the run's RNG, and the batch, moment, person and
+    message variant at hand (set per batch and per record, read by the field generators)."""
+
+    __slots__ = ("person", "random", "records", "rng", "sequence", "t_us", "variant")
+
+    def __init__(self, rng: random.Random, sequence: int) -> None:
+        self.rng = rng
+        self.random = rng.random
+        self.sequence = sequence
+        self.t_us = 0  # microseconds, so a micros column has sub-millisecond digits and stays in order
+        self.person = 0
+        self.variant: _Variant = ("INFO", "", "", {})
+        self.records: list[dict[str, Any]] = []
+
+
+# A field's generator: (draw, nesting depth) -> a value fastavro writes for the field's type.
+_Gen = Callable[[_Draw, int], Any]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A shape compiled once into one generator per field, so a record costs a few calls."""
+
+    batch: tuple[tuple[str, _Gen], ...]  # every batch field, the records array included
+    record: tuple[tuple[str, _Gen], ...]
+    variants: tuple[_Variant, ...]
+
+
+def _tokens(name: str) -> list[str]:
+    """``clientIP`` and ``client_ip`` alike: ``["client", "ip"]``."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
+    return [t for t in re.split(r"[^a-z0-9]+", spaced.lower()) if t]
+
+
+def _subject_kind(column: str) -> str:
+    tokens = _tokens(column)
+    if any("mail" in t for t in tokens):
+        return "email"
+    if any("phone" in t or t in ("msisdn", "tel") for t in tokens):
+        return "phone"
+    if any(t in _IP_WORDS for t in tokens):
+        return "ip"
+    return "id"
+
+
+@cache
+def _subject_pool(column: str) -> tuple[str, ...]:
+    """The identifiers ``column`` holds, person ``n`` at index ``n``: the same for every run."""
+    # A fixed seed per column: the pool is part of the generator, so the run seed decides only who
+    # appears where.
+    rng = random.Random(f"{_POOL_SEED}:{column}")  # noqa: S311 - synthetic data, not security
+    kind = _subject_kind(column)
+    if kind == "email":
+        taken: set[str] = set()
+        emails = []
+        for _ in range(N_SUBJECTS):
+            first, last = rng.choice(_FIRST_NAMES), rng.choice(_LAST_NAMES)
+            local = rng.choice((f"{first}.{last}", f"{first}{last}", f"{first[0]}{last}"))
+            domain = rng.choice(_EMAIL_DOMAINS)
+            email, suffix = f"{local}@{domain}", 1
+            while email in taken:
+                suffix += 1
+                email = f"{local}{suffix}@{domain}"
+            taken.add(email)
+            emails.append(email)
+        return tuple(emails)
+    if kind == "phone":
+        numbers = rng.sample(range(len(_FICTION_PHONE_PREFIXES) * 1000), N_SUBJECTS)
+        return tuple(f"{_FICTION_PHONE_PREFIXES[n // 1000]}{n % 1000:03d}" for n in numbers)
+    if kind == "ip":
+        return tuple(_ipv4(rng) for _ in range(N_SUBJECTS))
+    stem = "-".join(t for t in _tokens(column) if t not in _ID_WORDS) or "user"
+    return tuple(f"{stem}-{n:05d}" for n in range(1, N_SUBJECTS + 1))
+
+
+@cache
+def _shaped_variants() -> tuple[_Variant, ...]:
+    templates = _COMMON_EVENTS + tuple(t for events in _SERVICE_EVENTS.values() for t in events)
+    return _variants(random.Random(_POOL_SEED), templates)  # noqa: S311 - synthetic data, not security
+
+
+def _choice(values: tuple[Any, ...]) -> _Gen:
+    n = len(values)
+
+    def value(d: _Draw, _depth: int) -> Any:
+        return values[int(d.random() * n)]
+
+    return value
+
+
+def _subject(pool: tuple[str, ...]) -> _Gen:
+    def value(d: _Draw, _depth: int) -> str:
+        return pool[d.person]
+
+    return value
+
+
+def _or_null(gen: _Gen) -> _Gen:
+    def value(d: _Draw, depth: int) -> Any:
+        return None if depth > _MAX_DEPTH or d.random() < NULL_SHARE else gen(d, depth)
+
+    return value
+
+
+def _one_of(gens: tuple[_Gen, ...]) -> _Gen:
+    n = len(gens)
+
+    def value(d: _Draw, depth: int) -> Any:
+        return gens[int(d.random() * n)](d, depth)
+
+    return value
+
+
+def _time(unit: str) -> _Gen:
+    """Epoch time of the moment at hand in ``unit``."""
+    if unit == "seconds":
+        return lambda d, _depth: d.t_us // 1_000_000
+    if unit == "micros":
+        return lambda d, _depth: d.t_us
+    if unit == "nanos":
+        return lambda d, _depth: d.t_us * 1000
+    return lambda d, _depth: d.t_us // 1000
+
+
+def _uuid(d: _Draw, _depth: int) -> str:
+    return str(uuid.UUID(int=d.rng.getrandbits(128), version=4))
+
+
+def _sequence(d: _Draw, _depth: int) -> int:
+    return d.sequence
+
+
+def _batch_records(d: _Draw, _depth: int) -> list[dict[str, Any]]:
+    return d.records
+
+
+def _string(field: str) -> _Gen:
+    """A string by what the field's name ends in (``log_level``, not ``level_id``); else one of a
+    hundred ``<field>-<n>`` values."""
+    words = _tokens(field)
+    last = words[-1] if words else ""
+    if last in ("level", "severity"):
+        return lambda d, _depth: d.variant[0]
+    if last in ("event", "action"):
+        return lambda d, _depth: d.variant[1]
+    if last in ("message", "msg", "text", "body", "description"):
+        return lambda d, _depth: d.variant[2]
+    if last in ("service", "app", "application"):
+        return _choice(_SERVICES)
+    if last in ("region", "zone"):
+        return _choice(_REGIONS)
+    if last == "version":
+        return _choice(_FIELDS["version"])
+    stem = "-".join(words) or "value"
+    if last in ("host", "hostname", "pod", "instance", "node"):
+        rng = random.Random(f"{_POOL_SEED}:{field}")  # noqa: S311 - synthetic data, not security
+        return _choice(tuple(f"{stem}-{rng.getrandbits(20):05x}-{rng.getrandbits(20):05x}" for _ in range(24)))
+    return _choice(tuple(f"{stem}-{n}" for n in range(100)))
+
+
+def _number(d: _Draw, _depth: int) -> float:
+    # Sixteenths below 4096 are exact in float32 too: a float field decodes to what was written.
+    return int(d.random() * 65_536) / 16
+
+
+_PRIMITIVE_GENS: dict[str, _Gen] = {
+    "null": lambda _d, _depth: None,
+    "boolean": lambda d, _depth: d.random() < 0.5,
+    "int": lambda d, _depth: int(d.random() * 10_000),
+    "long": lambda d, _depth: int(d.random() * 1_000_000_000),
+    "float": _number,
+    "double": _number,
+    "bytes": lambda d, _depth: d.rng.randbytes(1 + int(d.random() * 16)),
+}
+
+
+def _logical(node: dict[str, Any], base: str) -> _Gen | None:
+    """The generator of a logical type, or None to write ``base`` as it is."""
+    logical = node.get("logicalType")
+    if logical in _TIMESTAMP_UNITS and base == "long":
+        return _time(_TIMESTAMP_UNITS[logical])
+    if logical in ("timestamp-nanos", "local-timestamp-nanos") and base == "long":
+        return _time("nanos")
+    if logical == "date" and base == "int":
+        return lambda d, _depth: d.t_us // _DAY_US
+    if logical == "time-millis" and base == "int":
+        return lambda d, _depth: d.t_us % _DAY_US // 1000
+    if logical == "time-micros" and base == "long":
+        return lambda d, _depth: d.t_us % _DAY_US
+    if logical == "uuid" and base == "string":
+        return _uuid
+    if logical == "decimal" and base in ("bytes", "fixed"):
+        # Within the precision, so the unscaled value also fits a fixed of the size Avro requires.
+        digits, scale = min(int(node.get("precision", 9)), 9), int(node.get("scale", 0))
+        return lambda d, _depth: Decimal(int(d.random() * 10**digits)).scaleb(-scale)
+    return None
+
+
+def _fixed(node: dict[str, Any]) -> _Gen:
+    size = int(node["size"])
+
+    def value(d: _Draw, _depth: int) -> bytes:
+        return d.rng.randbytes(size)
+
+    return _logical(node, "fixed") or value
+
+
+def _full_name(node: dict[str, Any], namespace: str) -> tuple[str, str]:
+    """A named type's full name and the namespace its own fields resolve names in."""
+    name = str(node["name"])
+    if "." in name:
+        return name, name.rpartition(".")[0]
+    space = node.get("namespace", namespace) or ""
+    return (f"{space}.{name}" if space else name), space
+
+
+class _Compiler:
+    """Avro types -> field generators, with the named types defined so far (Avro defines before use)."""
+
+    def __init__(self, source: str) -> None:
+        self.named: dict[str, _Gen] = {}
+        self.source = source
+
+    def type(self, node: Any, namespace: str, field: str) -> _Gen:
+        if isinstance(node, list):
+            return self.union(node, namespace, field)
+        if isinstance(node, str):
+            if node == "string":
+                return _string(field)
+            if node in _PRIMITIVE_GENS:
+                return _PRIMITIVE_GENS[node]
+            full = node if "." in node else (f"{namespace}.{node}" if namespace else node)
+            gen = self.named.get(full) or self.named.get(node)
+            if gen is None:
+                raise ConfigError(f"{self.source}: field {field!r} names type {node!r}, which is not defined before it")
+            return gen
+        kind = node["type"]
+        if kind in ("record", "error"):
+            return self.record(node, namespace)
+        if kind in ("enum", "fixed"):
+            gen = _choice(tuple(node["symbols"])) if kind == "enum" else _fixed(node)
+            self.named[_full_name(node, namespace)[0]] = gen
+            return gen
+        if kind == "array":
+            return self.array(self.type(node["items"], namespace, field))
+        if kind == "map":
+            return self.map(self.type(node["values"], namespace, field))
+        if isinstance(kind, str) and (kind == "string" or kind in _PRIMITIVE_GENS):
+            return _logical(node, kind) or self.type(kind, namespace, field)
+        return self.type(kind, namespace, field)  # {"type": {...}} wraps a type
+
+    def union(self, branches: list[Any], namespace: str, field: str) -> _Gen:
+        gens = tuple(self.type(b, namespace, field) for b in branches if b != "null")
+        nullable = len(gens) < len(branches)
+        if not gens:
+            return _PRIMITIVE_GENS["null"]
+        gen = gens[0] if len(gens) == 1 else _one_of(gens)
+        return _or_null(gen) if nullable else gen
+
+    def record(self, node: dict[str, Any], namespace: str) -> _Gen:
+        full, space = _full_name(node, namespace)
+        fields: list[tuple[str, _Gen]] = []
+
+        def value(d: _Draw, depth: int) -> dict[str, Any]:
+            return {name: gen(d, depth + 1) for name, gen in fields}
+
+        # Defined before its fields are compiled: a field may name the record itself.
+        self.named[full] = value
+        fields.extend((f["name"], self.type(f["type"], space, f["name"])) for f in node.get("fields", []))
+        return value
+
+    @staticmethod
+    def array(items: _Gen) -> _Gen:
+        def value(d: _Draw, depth: int) -> list[Any]:
+            n = 0 if depth > _MAX_DEPTH else int(d.random() * (_MAX_ITEMS + 1))
+            return [items(d, depth + 1) for _ in range(n)]
+
+        return value
+
+    @staticmethod
+    def map(values: _Gen) -> _Gen:
+        def value(d: _Draw, depth: int) -> dict[str, Any]:
+            n = 0 if depth > _MAX_DEPTH else int(d.random() * (_MAX_ITEMS + 1))
+            return {_MAP_KEYS[int(d.random() * len(_MAP_KEYS))]: values(d, depth + 1) for _ in range(n)}
+
+        return value
+
+
+def _array_items(field_type: Any) -> dict[str, Any]:
+    """The record type of the records array (``{"type": "array", ...}``, possibly in a union with null)."""
+    for branch in field_type if isinstance(field_type, list) else [field_type]:
+        if isinstance(branch, dict) and branch.get("type") == "array":
+            items: dict[str, Any] = branch["items"]
+            return items
+    raise ConfigError(f"records field is not an array: {field_type!r}")
+
+
+@cache
+def _plan(shape: LogShape) -> _Plan:
+    root: dict[str, Any] = json.loads(shape.schema)
+    compiler = _Compiler(shape.source)
+    # A first pass defines every named type, including those the special fields below replace.
+    compiler.type(root, "", "")
+    _, namespace = _full_name(root, "")
+    units = dict(shape.time_columns)
+    subjects = set(shape.subject_columns)
+
+    def top_level(
+        node: dict[str, Any], space: str, specials: dict[str, _Gen], columns: tuple[str, ...]
+    ) -> tuple[tuple[str, _Gen], ...]:
+        out = []
+        for f in node["fields"]:
+            name, avro_type = f["name"], f["type"]
+            nullable = isinstance(avro_type, list) and "null" in avro_type
+            gen = specials.get(name)
+            if gen is None and name in columns and name in units:
+                gen = _time(units[name])
+            elif gen is None and name in columns and name in subjects:
+                gen = _subject(_subject_pool(name))
+            if gen is None:
+                out.append((name, compiler.type(avro_type, space, name)))
+            else:
+                # Never a null key, event time or records array, even where the schema allows one: the
+                # load is of good records.
+                out.append((name, _or_null(gen) if nullable and name not in specials else gen))
+        return tuple(out)
+
+    records_type = next(f["type"] for f in root["fields"] if f["name"] == shape.records_field)
+    items = _array_items(records_type)
+    _, item_space = _full_name(items, namespace)
+    keys: dict[str, _Gen] = {shape.records_field: _batch_records}
+    for f in root["fields"]:
+        if f["name"] in shape.key_fields:
+            kind = f["type"]["type"] if isinstance(f["type"], dict) else f["type"]
+            keys[f["name"]] = _uuid if kind == "string" else _sequence
+    record = top_level(items, item_space, {shape.event_time_field: _time(shape.event_time_unit)}, shape.record_columns)
+    return _Plan(
+        batch=top_level(root, namespace, keys, shape.batch_columns), record=record, variants=_shaped_variants()
+    )
+
+
+def is_log_batch(shape: LogShape | None) -> bool:
+    """Whether ``shape``'s messages are LogBatch ones (None is LogBatch): they get :func:`make_batch`'s data."""
+    return shape is None or shape.schema == default_shape().schema
+
+
+def make_shaped_batch(
+    rng: random.Random, now_ms: int, n_records: int, shape: LogShape, sequence: int
+) -> dict[str, Any]:
+    """Build one batch of ``shape`` as a dict that fastavro writes with ``shape.schema`` as is.
+
+    Every field gets a value of its Avro type; a nullable one is null about one time in ten. The key
+    fields are new per batch: a UUID for a string, ``sequence`` for an int or long. The records'
+    event times (in ``shape.event_time_unit``) are in time order within five seconds before the
+    batch was sent, which is within the ten minutes before ``now_ms``; other time columns take
+    their record's (or the batch's) moment in their own unit. A record's subject columns name one
+    person of a fixed pool of :data:`N_SUBJECTS` (emails, IPv4 addresses, phone numbers or ids by
+    the column's name), so the same people recur across batches and runs.
+
+    Args:
+        rng: The only source of randomness; the same state gives the same batch.
+        now_ms: The run's "now" in epoch milliseconds.
+        n_records: Number of records (0 gives an empty batch).
+        shape: The messages' shape, e.g. from :func:`loglake.shape.load`.
+        sequence: The batch's number, unique within the run: the value of int and long key fields.
+
+    Raises:
+        ConfigError: The schema names a type it does not define.
+    """
+    plan = _plan(shape)
+    random_ = rng.random
+    draw = _Draw(rng, sequence)
+    sent_us = (now_ms - int(random_() * SENT_SPREAD_MS)) * 1000
+    start_us = sent_us - BATCH_WINDOW_MS * 1000
+    variants = plan.variants
+    n_variants = len(variants)
+    fields = plan.record
+    records = []
+    for offset in sorted(int(random_() * BATCH_WINDOW_MS * 1000) for _ in range(n_records)):
+        draw.t_us = start_us + offset
+        draw.person = int(random_() * N_SUBJECTS)
+        draw.variant = variants[int(random_() * n_variants)]
+        records.append({name: gen(draw, 1) for name, gen in fields})
+    draw.t_us = sent_us
+    draw.person = int(random_() * N_SUBJECTS)
+    draw.variant = variants[int(random_() * n_variants)]
+    draw.records = records
+    return {name: gen(draw, 1) for name, gen in plan.batch}
+
+
+def registry_schema(shape: LogShape | None = None) -> dict[str, Any]:
+    """The schema :func:`produce` registers for ``shape``: LogBatch's as committed, else ``shape.schema``
+    with its time columns and its event time as Avro timestamps again.
+
+    ``shape.schema`` reads them as plain longs (:func:`loglake.shape.with_plain_times`). Registered
+    like that, a reader that resolves its shape from the registry's latest version would see the
+    time columns as numbers and take the event time's unit from its own settings.
+    """
+    if shape is None or is_log_batch(shape):
+        return avro_schema()
+    schema: dict[str, Any] = json.loads(shape.schema)
+    units = dict(shape.time_columns)
+
+    def stamp(fields: list[dict[str, Any]], names: dict[str, str]) -> None:
+        for f in fields:
+            unit = names.get(f["name"])
+            if unit in ("millis", "micros") and f["type"] in ("long", ["null", "long"]):
+                timestamp = {"type": "long", "logicalType": f"timestamp-{unit}"}
+                f["type"] = timestamp if f["type"] == "long" else ["null", timestamp]
+
+    stamp(schema["fields"], {n: units[n] for n in shape.batch_columns if n in units})
+    records = next(f for f in schema["fields"] if f["name"] == shape.records_field)
+    record_units = {n: units[n] for n in shape.record_columns if n in units}
+    stamp(_array_items(records["type"])["fields"], {shape.event_time_field: shape.event_time_unit, **record_units})
+    return schema
 
 
 # ---------------------------------------------------------------- encodings
@@ -518,11 +982,14 @@ def produce(
     now_ms: int | None = None,
     schema_registry: str | None = None,
     writer_schema: dict[str, Any] | None = None,
+    shape: LogShape | None = None,
 ) -> ProduceResult:
-    """Send ``messages`` synthetic ``LogBatch`` messages to ``topic`` and wait for every ack.
+    """Send ``messages`` synthetic log batches to ``topic`` and wait for every ack.
 
-    The message key is the batch id. The topic is created by the broker on first use when it
-    does not exist (``auto.create.topics.enable``); create it first for a set partition count.
+    The batches are realistic ``LogBatch`` ones, or with ``shape`` batches of that shape
+    (:func:`make_shaped_batch`) written with ``shape.schema``. The message key is the batch id (of
+    a shape, its last key field). The topic is created by the broker on first use when it does not
+    exist (``auto.create.topics.enable``); create it first for a set partition count.
 
     Args:
         bootstrap_servers: Kafka bootstrap address, ``host:port[,host:port]``.
@@ -530,19 +997,22 @@ def produce(
         messages: Number of messages (batches).
         seed: Seed of the generator; the same seed and ``now_ms`` give the same batches.
         records_per_message: Inclusive range of records per batch.
-        encoding: ``avro`` (the contract) or ``json``.
+        encoding: ``avro`` (the contract) or ``json`` (LogBatch only: the ingest reads JSON as LogBatch).
         confluent_wire_format: Prefix Avro with the 5-byte Confluent header (Avro only).
         now_ms: The run's "now" in epoch milliseconds (default: the current time).
         schema_registry: A Confluent-compatible registry URL: the writer schema is registered under
-            the subject ``<topic>-value`` (compatibility BACKWARD) and its id goes in every header.
-        writer_schema: The Avro schema to write with (default LogBatch); with a registry, a new
-            version of the subject.
+            the subject ``<topic>-value`` (compatibility BACKWARD) and its id goes in every header
+            (for a shape, :func:`registry_schema`).
+        writer_schema: The Avro schema to write with (default LogBatch's or the shape's); with a
+            registry, a new version of the subject.
+        shape: The messages' shape, as :func:`loglake.shape.load` gives it for the ingest's
+            settings; None or LogBatch's: LogBatch messages, the same for a seed as without it.
 
     Returns:
         Counts, payload bytes and wall-clock seconds including the final flush.
 
     Raises:
-        ConfigError: An argument is out of range.
+        ConfigError: An argument is out of range, or JSON is asked for a shape of one's own.
         BrokerError: The broker does not answer, or a message was not delivered.
     """
     low, high = records_per_message
@@ -552,16 +1022,27 @@ def produce(
         raise ConfigError(f"records_per_message {records_per_message} must be (MIN, MAX) with 0 <= MIN <= MAX")
     if encoding not in ("avro", "json"):
         raise ConfigError(f"encoding {encoding!r} must be 'avro' or 'json'")
+    # The ingest's own rule (loglake.shape.load), so nothing is sent that it would refuse to read.
+    if encoding == "json" and shape is not None and shape != default_shape():
+        raise ConfigError(
+            "setting ingest.encoding (loglake produce --encoding): JSON messages follow the LogBatch contract; a "
+            "log_schema of your own needs avro"
+        )
     if (confluent_wire_format or schema_registry) and encoding != "avro":
         raise ConfigError("confluent_wire_format and schema_registry apply to Avro only; use encoding 'avro'")
     schema_id = DEFAULT_SCHEMA_ID
     if schema_registry:
         from devservers.registry_server import register
 
-        text = json.dumps(writer_schema if writer_schema is not None else avro_schema())
+        text = json.dumps(writer_schema if writer_schema is not None else registry_schema(shape))
         schema_id = register(schema_registry, f"{topic}-value", text)
         confluent_wire_format = True
     parsed = fastavro.parse_schema(writer_schema) if writer_schema is not None else None
+    records_field, key_field = "records", "batch_id"
+    if shape is not None and not is_log_batch(shape):
+        records_field, key_field = shape.records_field, shape.batch_label
+        if parsed is None:
+            parsed = fastavro.parse_schema(json.loads(shape.schema))
     if seed is None:
         seed = int.from_bytes(os.urandom(8), "big")
     rng = random.Random(seed)  # noqa: S311 - synthetic data, not security
@@ -589,13 +1070,13 @@ def produce(
 
     records = 0
     total_bytes = 0
-    for n, batch in enumerate(generate_batches(rng, now, messages, (low, high))):
+    for n, batch in enumerate(generate_batches(rng, now, messages, (low, high), shape)):
         payload = (
             encode_avro(batch, confluent_wire_format, schema_id, parsed) if encoding == "avro" else encode_json(batch)
         )
-        records += len(batch["records"])
+        records += len(batch[records_field])
         total_bytes += len(payload)
-        key = batch["batch_id"].encode()
+        key = str(batch[key_field]).encode()
         while True:
             try:
                 producer.produce(topic, payload, key)

@@ -19,6 +19,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.avro.functions import from_avro
 
 from loglake import jars
+from loglake.settings import LogSchemaSettings
+from loglake.shape import stats_columns
 from loglake.table import LOG_TABLE_LAYOUT
 
 
@@ -78,6 +80,8 @@ def main() -> None:
     }
     if args.layout == "loglake":
         options.update(LOG_TABLE_LAYOUT)
+        # loglake's own column statistics (LogBatch's list), which the layout leaves to the log shape.
+        options["hoodie.metadata.index.column.stats.column.list"] = ",".join(stats_columns(LogSchemaSettings()))
     query = (
         table.writeStream.format("hudi")
         .options(**options)

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from pyspark import StorageLevel
@@ -20,12 +19,14 @@ from pyspark.sql import functions as F
 
 from gdpr import ledger, purge, resolve
 from gdpr.ledger import LedgerEntry
-from gdpr.match import AvroDecoder, HashedIdentifier, Identifier, Matcher, json_decoder, parsed_schema
-from gdpr.requests import DEFAULT_SUBJECT_COLUMNS, RECORD_KEY_KIND, ErasureRequest, ParsedRequests, restrict
+from gdpr.match import AvroDecoder, HashedIdentifier, Identifier, Matcher, json_decoder
+from gdpr.requests import RECORD_KEY_KIND, ErasureRequest, ParsedRequests, restrict
 from gdpr.verify import verify
 from loglake import retry, storage, table
-from loglake.errors import ConfigError, TableError
+from loglake import shape as log_shape
+from loglake.errors import TableError
 from loglake.settings import Settings
+from loglake.shape import LogShape
 from loglake.spark import get_spark
 from loglake.timer import StageTimer
 
@@ -79,29 +80,11 @@ def _file_groups(spark: SparkSession, path: str) -> set[tuple[str, str]]:
     return {(f.partition, f.file_group) for f in table.data_files(spark, path)}
 
 
-def message_decoders(avro_schema: str | None = None) -> list[Any]:
+def message_decoders(shape: LogShape | None = None) -> list[Any]:
     """How the verifier and the redaction decode a quarantined message by meaning: JSON, or Avro with
-    the messages' schema, the .avsc file ``avro_schema`` (setting ``log_schema.avro_schema``), else
-    the LogBatch contract. A message neither reads whole is searched raw.
-
-    Raises:
-        ConfigError: the file cannot be read or holds no Avro schema.
-    """
-    if avro_schema is None:
-        from loglake.shape import avro_schema_json
-
-        return [json_decoder, AvroDecoder(avro_schema_json())]
-    path = Path(avro_schema).expanduser()
-    try:
-        text = path.read_text(encoding="utf-8")
-        # Parsed here, once: a decoder whose schema does not parse fails on every message, and each
-        # failure would quietly fall back to the raw search.
-        parsed_schema(text)
-    except OSError as exc:
-        raise ConfigError(f"setting log_schema.avro_schema={avro_schema}: {exc.strerror}") from None
-    except Exception as exc:
-        raise ConfigError(f"setting log_schema.avro_schema={avro_schema}: not an Avro schema: {exc}") from None
-    return [json_decoder, AvroDecoder(text)]
+    the messages' schema as the log shape has it (the one the stream decodes with; default LogBatch).
+    A message neither reads whole is searched raw."""
+    return [json_decoder, AvroDecoder((shape or log_shape.default_shape()).schema)]
 
 
 def matcher_for(
@@ -109,7 +92,7 @@ def matcher_for(
     hashed: Iterable[HashedIdentifier] = (),
     salt: str = "",
     *,
-    subject_columns: Iterable[str] = DEFAULT_SUBJECT_COLUMNS,
+    subject_columns: Iterable[str] | None = None,
 ) -> Matcher:
     """The identifiers of ``requests`` (and ``hashed`` ones of earlier runs) under the table's matching
     rules, ``subject_columns`` being its identifier fields."""
@@ -123,7 +106,10 @@ def matcher_for(
         record_keys=[Identifier(r.request_id, r.value) for r in requests if r.kind == RECORD_KEY_KIND],
         hashed=hashed,
         salt=salt,
-        identifier_fields=frozenset(subject_columns) | earlier,
+        identifier_fields=frozenset(
+            subject_columns if subject_columns is not None else log_shape.default_shape().subject_columns
+        )
+        | earlier,
         key_fields=KEY_FIELDS,
     )
 
@@ -174,6 +160,19 @@ def _entry(
     return replace(base, **changes)
 
 
+@dataclass
+class _Deletion:
+    """What the delete stage found and removed, per request, partition and Kafka topic."""
+
+    per_request: dict[str, int] = field(default_factory=dict)
+    partitions_of: dict[str, set[str]] = field(default_factory=dict)
+    partitions: dict[str, dict[str, int]] = field(default_factory=dict)  # event_date -> {records, file_groups}
+    topics: set[str] = field(default_factory=set)
+    found: int = 0
+    deleted: int = 0
+    groups_touched: int = 0
+
+
 def run_delete(
     settings: Settings,
     parsed: ParsedRequests,
@@ -181,18 +180,20 @@ def run_delete(
     dry_run: bool = False,
     do_purge: bool = False,
     spark: SparkSession | None = None,
+    shape: LogShape | None = None,
 ) -> DeleteResult:
     """Erase the subjects of ``parsed.requests`` from the log table (see module docstring).
 
     With ``do_purge`` the run also purges and verifies every erasure still pending in the ledger
-    or in the table's files, so it may be called with no requests at all.
+    or in the table's files, so it may be called with no requests at all. ``shape``: the log's shape
+    (default: loaded from ``settings``, as the stream loads it).
     """
     path = settings.table.require_path()
-    subject_columns = settings.log_schema.subject_columns
+    shape = shape or log_shape.load(settings)
     # The caller may have parsed without these settings; a request for another column is refused here
     # like a bad line, before the ledger records it as received.
-    parsed = restrict(parsed, subject_columns)
-    decoders = message_decoders(settings.log_schema.avro_schema)
+    parsed = restrict(parsed, shape.subject_columns)
+    decoders = message_decoders(shape)
     spark = spark or get_spark(settings, app_name=f"loglake-gdpr[{settings.table.name}]")
     if not table.table_exists(spark, path):
         raise TableError(f"table.path={path} is not a Hudi table (no .hoodie/hoodie.properties there); nothing deleted")
@@ -207,50 +208,7 @@ def run_delete(
         ledger.write(spark, settings, [_entry(r, previous, salt, run_id, now) for r in requests])
     timer.lap("ledger_received")
 
-    per_request: dict[str, int] = {}
-    partitions_of: dict[str, set[str]] = {}
-    partitions: dict[str, dict[str, int]] = {}
-    topics: set[str] = set()
-    found = deleted = groups_touched = 0
-    if requests:
-        snapshot = spark.read.format("hudi").load(path)
-        matches = resolve.match_records(snapshot, requests, subject_columns=subject_columns).persist(
-            StorageLevel.MEMORY_AND_DISK
-        )
-        try:
-            by_request = matches.groupBy("request_id", table.PARTITION_FIELD, "kafka_topic").agg(
-                F.count("*").alias("n")
-            )
-            for row in by_request.collect():
-                per_request[row["request_id"]] = per_request.get(row["request_id"], 0) + row["n"]
-                partitions_of.setdefault(row["request_id"], set()).add(row[table.PARTITION_FIELD])
-                if row["kafka_topic"]:
-                    topics.add(row["kafka_topic"])
-            per_group = (
-                matches.groupBy(table.PARTITION_FIELD, "file_group")
-                .agg(F.countDistinct(table.RECORD_KEY).alias("records"))
-                .collect()
-            )
-            keys = resolve.delete_keys(matches).persist(StorageLevel.MEMORY_AND_DISK)
-            found = keys.count()
-            timer.lap("resolve")
-            for row in per_group:
-                p = partitions.setdefault(row[table.PARTITION_FIELD], {"records": 0, "file_groups": 0})
-                p["records"] += row["records"]
-                p["file_groups"] += 1
-            groups_touched = len(per_group)
-            if found and not dry_run:
-                writer = keys.write.format("hudi").options(**table.delete_options(settings)).mode("append")
-                retry.on_conflict(
-                    lambda: writer.save(path),
-                    what=f"gdpr delete run {run_id} on {path}",
-                    attempts=settings.table.conflict_retries,
-                )
-                deleted = found
-            keys.unpersist()
-            timer.lap("delete")
-        finally:
-            matches.unpersist()
+    deletion = _delete(spark, settings, shape, requests, run_id, dry_run, timer) if requests else _Deletion()
     total_groups = len(_file_groups(spark, path))
     timer.lap("list_file_groups")
 
@@ -262,12 +220,12 @@ def run_delete(
         rejected=[{"source": r.source, "reason": r.reason} for r in parsed.rejections],
         notes=[{"source": r.source, "note": r.reason} for r in parsed.notes()],
         subjects=len({(r.kind, r.value) for r in requests}),
-        record_keys_found=found,
-        records_deleted=deleted,
-        file_groups_touched=groups_touched,
+        record_keys_found=deletion.found,
+        records_deleted=deletion.deleted,
+        file_groups_touched=deletion.groups_touched,
         file_groups_total=total_groups,
-        partitions=dict(sorted(partitions.items())),
-        requests_without_records=sorted(r.request_id for r in requests if r.request_id not in per_request),
+        partitions=dict(sorted(deletion.partitions.items())),
+        requests_without_records=sorted(r.request_id for r in requests if r.request_id not in deletion.per_request),
         seconds=timer.seconds,
         ledger_path=None if dry_run else settings.ledger_path,
     )
@@ -279,36 +237,109 @@ def run_delete(
         # Quarantined messages of the subjects lose their raw bytes now, with the delete; the old file
         # versions go at the next purge's clean.
         result.quarantine_rows_redacted = purge.redact_quarantine(
-            spark, settings, matcher_for(requests, subject_columns=subject_columns), decoders
+            spark, settings, matcher_for(requests, subject_columns=shape.subject_columns), decoders
         )
         timer.lap("redact_quarantine")
-        now = datetime.now(UTC)
-        ledger.write(
-            spark,
-            settings,
-            [
-                _entry(
-                    r,
-                    previous,
-                    salt,
-                    run_id,
-                    now,
-                    status=ledger.DELETED,
-                    deleted_at=now,
-                    records_deleted=(previous[r.request_id].records_deleted if r.request_id in previous else 0)
-                    + per_request.get(r.request_id, 0),
-                    partitions=sorted(f"{table.PARTITION_FIELD}={p}" for p in partitions_of.get(r.request_id, ())),
-                )
-                for r in requests
-            ],
-        )
+        _record_deleted(spark, settings, requests, previous, deletion, salt, run_id)
         timer.lap("ledger_deleted")
 
     if do_purge:
-        purge_and_verify(spark, settings, requests, result, timer, salt, run_id, decoders=decoders)
-    result.kafka_copies = [kafka_retention(settings, t) for t in sorted(topics | {settings.kafka.topic})]
+        purge_and_verify(spark, settings, requests, result, timer, salt, run_id, decoders=decoders, shape=shape)
+    result.kafka_copies = [kafka_retention(settings, t) for t in sorted(deletion.topics | {settings.kafka.topic})]
     timer.lap("kafka_retention")
 
+    _ledger_state(spark, settings, result)
+    timer.lap("ledger_read")
+    result.seconds = timer.seconds
+    result.seconds["total"] = round(sum(timer.seconds.values()), 3)
+    return result
+
+
+def _delete(
+    spark: SparkSession,
+    settings: Settings,
+    shape: LogShape,
+    requests: list[ErasureRequest],
+    run_id: str,
+    dry_run: bool,
+    timer: StageTimer,
+) -> _Deletion:
+    """Resolve ``requests`` to the records that match them and (unless ``dry_run``) delete those keys."""
+    path = settings.table.require_path()
+    out = _Deletion()
+    snapshot = spark.read.format("hudi").load(path)
+    matches = resolve.match_records(snapshot, requests, subject_columns=shape.subject_columns).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
+    try:
+        by_request = matches.groupBy("request_id", table.PARTITION_FIELD, "kafka_topic").agg(F.count("*").alias("n"))
+        for row in by_request.collect():
+            out.per_request[row["request_id"]] = out.per_request.get(row["request_id"], 0) + row["n"]
+            out.partitions_of.setdefault(row["request_id"], set()).add(row[table.PARTITION_FIELD])
+            if row["kafka_topic"]:
+                out.topics.add(row["kafka_topic"])
+        per_group = (
+            matches.groupBy(table.PARTITION_FIELD, "file_group")
+            .agg(F.countDistinct(table.RECORD_KEY).alias("records"))
+            .collect()
+        )
+        keys = resolve.delete_keys(matches).persist(StorageLevel.MEMORY_AND_DISK)
+        out.found = keys.count()
+        timer.lap("resolve")
+        for row in per_group:
+            p = out.partitions.setdefault(row[table.PARTITION_FIELD], {"records": 0, "file_groups": 0})
+            p["records"] += row["records"]
+            p["file_groups"] += 1
+        out.groups_touched = len(per_group)
+        if out.found and not dry_run:
+            writer = keys.write.format("hudi").options(**table.delete_options(settings)).mode("append")
+            retry.on_conflict(
+                lambda: writer.save(path),
+                what=f"gdpr delete run {run_id} on {path}",
+                attempts=settings.table.conflict_retries,
+            )
+            out.deleted = out.found
+        keys.unpersist()
+        timer.lap("delete")
+    finally:
+        matches.unpersist()
+    return out
+
+
+def _record_deleted(
+    spark: SparkSession,
+    settings: Settings,
+    requests: list[ErasureRequest],
+    previous: dict[str, LedgerEntry],
+    deletion: _Deletion,
+    salt: str,
+    run_id: str,
+) -> None:
+    """The ledger's ``deleted`` rows: how many records each request's delete removed, and where."""
+    now = datetime.now(UTC)
+    ledger.write(
+        spark,
+        settings,
+        [
+            _entry(
+                r,
+                previous,
+                salt,
+                run_id,
+                now,
+                status=ledger.DELETED,
+                deleted_at=now,
+                records_deleted=(previous[r.request_id].records_deleted if r.request_id in previous else 0)
+                + deletion.per_request.get(r.request_id, 0),
+                partitions=sorted(f"{table.PARTITION_FIELD}={p}" for p in deletion.partitions_of.get(r.request_id, ())),
+            )
+            for r in requests
+        ],
+    )
+
+
+def _ledger_state(spark: SparkSession, settings: Settings, result: DeleteResult) -> None:
+    """The ledger after this run, into ``result``: backlog, requests per status, oldest pending purge."""
     entries = ledger.read(spark, settings)
     result.ledger_backlog = sum(1 for e in entries.values() if e.status in BACKLOG_STATUSES)
     result.ledger_status = {s: sum(1 for e in entries.values() if e.status == s) for s in ledger.STATUSES}
@@ -317,10 +348,6 @@ def run_delete(
         # Spark hands timestamps back as naive local times; astimezone reads a naive one as local.
         oldest = min(p.astimezone(UTC) for p in pending)
         result.oldest_pending_purge_seconds = round((datetime.now(UTC) - oldest).total_seconds(), 3)
-    timer.lap("ledger_read")
-    result.seconds = timer.seconds
-    result.seconds["total"] = round(sum(timer.seconds.values()), 3)
-    return result
 
 
 def purge_and_verify(
@@ -333,6 +360,7 @@ def purge_and_verify(
     run_id: str,
     *,
     decoders: Sequence[Any],
+    shape: LogShape,
 ) -> None:
     """Compact every partition whose latest files still hold deletes, clean both tables, then scan every file.
 
@@ -384,7 +412,7 @@ def purge_and_verify(
     timer.lap("ledger_purged")
 
     hashed = [HashedIdentifier(i, e.subject_kind, e.subject_hash) for i, e in pending.items() if i not in by_id]
-    matcher = matcher_for(requests, hashed, salt, subject_columns=settings.log_schema.subject_columns)
+    matcher = matcher_for(requests, hashed, salt, subject_columns=shape.subject_columns)
     files = storage.list_files(spark, path) + storage.list_files(spark, quarantine_path)
     checked = verify(spark, [f for f in files if not f.name.endswith(".crc")], matcher, decoders)
     clean = checked.clean and outcome.refused is None and not outcome.partitions_pending

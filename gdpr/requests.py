@@ -1,9 +1,9 @@
 """Erasure requests: parsed from a JSON-lines or CSV file, or from Kafka messages, and checked.
 
 Each request names a ``request_id`` and exactly one identifier of the data subject: a value of one
-of the table's subject columns (setting ``log_schema.subject_columns``, by default ``user_id``,
-``email`` and ``client_ip``), or an explicit ``record_key``. A bad line is rejected with its line
-number and reason; the other requests still run.
+of the table's subject columns (the log shape's, setting ``log_schema.subject_columns``; LogBatch's
+``user_id``, ``email`` and ``client_ip`` by default), or an explicit ``record_key``. A bad line is
+rejected with its line number and reason; the other requests still run.
 
 An identifier is taken exactly as given, byte for byte: no trimming, case folding or Unicode
 normalisation, because each of those can turn one person's identifier into another's (a request for
@@ -22,25 +22,24 @@ from pathlib import Path
 from typing import Any
 
 from loglake.errors import ConfigError
+from loglake.shape import default_shape
 
 # A subject column's name, or RECORD_KEY_KIND: which columns exist is configured, so no fixed set.
 IdentifierKind = str
 RECORD_KEY_KIND: IdentifierKind = "record_key"
-# The LogBatch contract's subject columns, the default of log_schema.subject_columns.
-DEFAULT_SUBJECT_COLUMNS: tuple[IdentifierKind, ...] = ("user_id", "email", "client_ip")
-IDENTIFIER_KINDS: tuple[IdentifierKind, ...] = (*DEFAULT_SUBJECT_COLUMNS, RECORD_KEY_KIND)
 # A request's fields besides its identifier.
 OWN_FIELDS = ("request_id", "received_at")
 
 
-def identifier_kinds(subject_columns: Iterable[str] = DEFAULT_SUBJECT_COLUMNS) -> tuple[IdentifierKind, ...]:
-    """What a request may name as its identifier: the subject columns, then ``record_key``.
+def identifier_kinds(subject_columns: Iterable[str] | None = None) -> tuple[IdentifierKind, ...]:
+    """What a request may name as its identifier: the subject columns (None: the LogBatch shape's),
+    then ``record_key``.
 
     Raises:
         ConfigError: a subject column named like a request's own field or the record key, which
             would make a request's fields ambiguous.
     """
-    columns = tuple(subject_columns)
+    columns = tuple(subject_columns) if subject_columns is not None else default_shape().subject_columns
     # Spark resolves column names regardless of case, so Record_Key would be the record key column.
     clash = [c for c in columns if c.lower() in (*OWN_FIELDS, RECORD_KEY_KIND)]
     if clash:
@@ -182,7 +181,7 @@ def _csv(text: str, name: str, kinds: Sequence[IdentifierKind]) -> Iterator[Eras
         yield Rejection(f"{name}:1", f"no header line; expected e.g. request_id,{kinds[0]}")
 
 
-def parse_text(text: str, name: str, *, subject_columns: Iterable[str] = DEFAULT_SUBJECT_COLUMNS) -> ParsedRequests:
+def parse_text(text: str, name: str, *, subject_columns: Iterable[str] | None = None) -> ParsedRequests:
     """Parse a requests file's content: JSON lines if the first non-blank character is ``{``, else CSV.
 
     A request may name one of ``subject_columns`` or ``record_key``; any other column is rejected.
@@ -198,7 +197,7 @@ def parse_text(text: str, name: str, *, subject_columns: Iterable[str] = DEFAULT
     return _dedupe(items)
 
 
-def parse_file(path: Path, *, subject_columns: Iterable[str] = DEFAULT_SUBJECT_COLUMNS) -> ParsedRequests:
+def parse_file(path: Path, *, subject_columns: Iterable[str] | None = None) -> ParsedRequests:
     """Parse a JSON-lines or CSV requests file (see :func:`parse_text`)."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -210,7 +209,7 @@ def parse_file(path: Path, *, subject_columns: Iterable[str] = DEFAULT_SUBJECT_C
 
 
 def parse_messages(
-    messages: Iterable[tuple[str, bytes | None]], *, subject_columns: Iterable[str] = DEFAULT_SUBJECT_COLUMNS
+    messages: Iterable[tuple[str, bytes | None]], *, subject_columns: Iterable[str] | None = None
 ) -> ParsedRequests:
     """Parse Kafka messages ``(source, value)``: each value one JSON object like a JSON-lines line."""
     kinds = identifier_kinds(subject_columns)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -35,8 +35,11 @@ def _committed(consumer: Consumer, partitions: list[TopicPartition], timeout: fl
 
 
 @contextmanager
-def requests_from_topic(settings: Settings, topic: str, timeout: float = 15.0) -> Iterator[ParsedRequests]:
-    """Every request in ``topic`` past the consumer group's committed offsets, up to the current end.
+def requests_from_topic(
+    settings: Settings, topic: str, subject_columns: Iterable[str], timeout: float = 15.0
+) -> Iterator[ParsedRequests]:
+    """Every request in ``topic`` past the consumer group's committed offsets, up to the current end;
+    a request may name one of ``subject_columns`` (the log shape's) or a record key.
 
     Offsets are committed when the ``with`` block ends without an error, so a failed run sees the
     same requests again (re-running a request is idempotent).
@@ -86,7 +89,7 @@ def requests_from_topic(settings: Settings, topic: str, timeout: float = 15.0) -
                     if off + 1 >= ends[p]:
                         pending.discard(p)
         log.info("read %d erasure requests from %s", len(messages), topic)
-        yield parse_messages(messages, subject_columns=settings.log_schema.subject_columns)
+        yield parse_messages(messages, subject_columns=subject_columns)
         if ends:
             consumer.commit(offsets=[TopicPartition(topic, p, end) for p, end in ends.items()], asynchronous=False)
     finally:

@@ -18,9 +18,11 @@ message's size bounds what any one row holds.
 
 from __future__ import annotations
 
+import json
 import operator
 from collections.abc import Callable
 from functools import reduce
+from typing import Any
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -76,32 +78,51 @@ COORDINATES = ("kafka_topic", "kafka_partition", "kafka_offset")
 MESSAGES_SCHEMA = "kafka_topic string, kafka_partition int, kafka_offset long"
 FLAGGED_SCHEMA = f"{MESSAGES_SCHEMA}, record_index int"
 
-# The JSON encoding carries the LogBatch contract only.
-_BATCH_REQUIRED = ("batch_id", "service", "host", "sent_at", "records")
+# Avro's primitive types as Spark reads them from JSON (times arrive as epoch numbers: the shape's
+# schema already has them as plain longs).
+_SPARK_TYPES: dict[str, T.DataType] = {
+    "string": T.StringType(),
+    "enum": T.StringType(),
+    "long": T.LongType(),
+    "int": T.IntegerType(),
+    "boolean": T.BooleanType(),
+    "double": T.DoubleType(),
+    "float": T.FloatType(),
+    "bytes": T.BinaryType(),
+}
 
-# The JSON twin of log_batch.avsc; timestamps arrive as epoch milliseconds.
-_JSON_RECORD = T.StructType(
-    [
-        T.StructField("ts", T.LongType()),
-        T.StructField("level", T.StringType()),
-        T.StructField("user_id", T.StringType()),
-        T.StructField("email", T.StringType()),
-        T.StructField("client_ip", T.StringType()),
-        T.StructField("event", T.StringType()),
-        T.StructField("message", T.StringType()),
-        T.StructField("attributes", T.MapType(T.StringType(), T.StringType())),
-    ]
-)
-JSON_SCHEMA = T.StructType(
-    [
-        T.StructField("batch_id", T.StringType()),
-        T.StructField("service", T.StringType()),
-        T.StructField("host", T.StringType()),
-        T.StructField("region", T.StringType()),
-        T.StructField("sent_at", T.LongType()),
-        T.StructField("records", T.ArrayType(_JSON_RECORD)),
-    ]
-)
+
+def _non_null(avro_type: Any) -> Any:
+    branches = [b for b in (avro_type if isinstance(avro_type, list) else [avro_type]) if b != "null"]
+    return branches[0] if len(branches) == 1 else avro_type
+
+
+def spark_type(avro_type: Any) -> T.DataType:
+    """The Spark type ``from_json`` reads an Avro type into, the same struct ``from_avro`` builds."""
+    bare = _non_null(avro_type)
+    kind = bare.get("type") if isinstance(bare, dict) else bare
+    if kind == "record":
+        return T.StructType([T.StructField(f["name"], spark_type(f["type"])) for f in bare["fields"]])
+    if kind == "array":
+        return T.ArrayType(spark_type(bare["items"]))
+    if kind == "map":
+        return T.MapType(T.StringType(), spark_type(bare["values"]))
+    if isinstance(kind, str) and kind in _SPARK_TYPES:
+        return _SPARK_TYPES[kind]
+    raise ValueError(f"Avro type {avro_type!r} has no JSON reading")
+
+
+def json_schema(shape: LogShape) -> T.StructType:
+    """The JSON reader schema of ``shape``: its messages' Avro schema as Spark types."""
+    schema = spark_type(json.loads(shape.schema))
+    assert isinstance(schema, T.StructType)
+    return schema
+
+
+def required_batch_fields(shape: LogShape) -> tuple[str, ...]:
+    """The batch fields a message must have, in the schema's order: the non-nullable ones."""
+    fields = json.loads(shape.schema)["fields"]
+    return tuple(f["name"] for f in fields if "null" not in (f["type"] if isinstance(f["type"], list) else []))
 
 
 def _first_reason(*pairs: tuple[Column, str, Column]) -> tuple[Column, Column]:
@@ -365,17 +386,22 @@ def _decoded(df: DataFrame, code: Column, text: Column, batch: Column) -> DataFr
 def _json_batch(settings: IngestSettings, deferred: bool, shape: LogShape) -> Callable[[DataFrame], DataFrame]:
     """Decode a JSON LogBatch into the same ``batch`` shape as :func:`_avro_batch`."""
 
+    reader = json_schema(shape)
+    records_type = reader[shape.records_field].dataType
+    assert isinstance(records_type, T.ArrayType) and isinstance(records_type.elementType, T.StructType)
+    record_type = records_type.elementType
+
     def transform(df: DataFrame) -> DataFrame:
         size = F.length("raw_value")
         too_large = size > F.lit(settings.max_message_bytes)
-        parsed = F.from_json(F.col("raw_value").cast("string"), JSON_SCHEMA, {"mode": "PERMISSIVE"})
+        parsed = F.from_json(F.col("raw_value").cast("string"), reader, {"mode": "PERMISSIVE"})
         df = once(df, F.when(~too_large, parsed), "_json")
         j = F.col("_json")
         # PERMISSIVE from_json turns text that is not JSON into a struct of nulls.
-        nothing = reduce(operator.and_, (j[f].isNull() for f in JSON_SCHEMA.fieldNames()))
+        nothing = reduce(operator.and_, (j[f].isNull() for f in reader.fieldNames()))
         missing = [
             (j[f].isNull(), REASON_MISSING_FIELD, F.lit(f"field {f} is missing or of the wrong type"))
-            for f in _BATCH_REQUIRED
+            for f in required_batch_fields(shape)
         ]
         code, text = _first_reason(
             (
@@ -389,23 +415,24 @@ def _json_batch(settings: IngestSettings, deferred: bool, shape: LogShape) -> Ca
             *missing,
             *_batch_checks(settings, j, deferred, shape),
         )
+        # A map JSON leaves out is empty, as Avro's decoder gives it (the schema's default).
+        empty_map = F.create_map().cast("map<string,string>")
         records = F.transform(
-            j["records"],
+            j[shape.records_field],
             lambda r: F.when(
                 r.isNotNull(),
                 F.struct(
-                    *(r[c].alias(c) for c in ("ts", "level", "user_id", "email", "client_ip", "event", "message")),
-                    F.coalesce(r["attributes"], F.create_map().cast("map<string,string>")).alias("attributes"),
+                    *(
+                        (F.coalesce(r[f.name], empty_map) if f.name in shape.record_string_maps else r[f.name]).alias(
+                            f.name
+                        )
+                        for f in record_type.fields
+                    )
                 ),
             ),
         )
         batch = F.struct(
-            j["batch_id"].alias("batch_id"),
-            j["service"].alias("service"),
-            j["host"].alias("host"),
-            j["region"].alias("region"),
-            j["sent_at"].alias("sent_at"),
-            records.alias("records"),
+            *((records if name == shape.records_field else j[name]).alias(name) for name in reader.fieldNames())
         )
         return _decoded(df, code, text, batch)
 

@@ -18,11 +18,17 @@ from typing import Any
 
 from loglake.errors import ConfigError
 from loglake.settings import LogSchemaSettings, Settings
-from loglake.table import LOG_COLUMNS, RECORD_KEY
 
-# Columns every log table has, whatever the messages' shape.
+# The table's key and partition columns, named here because the shape places every column.
+RECORD_KEY = "record_key"
+PARTITION_FIELD = "event_date"
+# Columns every log table has, whatever the messages' shape: the key and the event time first, then
+# after the message's own columns where each record came from and when it was written.
 EVENT_TIME_COLUMN = "ts"
-CONTRACT_COLUMNS = (RECORD_KEY, EVENT_TIME_COLUMN, *LOG_COLUMNS[LOG_COLUMNS.index("record_index") :])
+PROVENANCE_COLUMNS = ("record_index", "kafka_topic", "kafka_partition", "kafka_offset", "ingested_at")
+CONTRACT_COLUMNS = (RECORD_KEY, EVENT_TIME_COLUMN, *PROVENANCE_COLUMNS, PARTITION_FIELD)
+# LogBatch's table has indexed these since its first commit; a changed list makes Hudi rebuild them.
+LOGBATCH_STATS_COLUMNS = ("level", "service", "event")
 _TIME_UNITS = {"timestamp-millis": "millis", "timestamp-micros": "micros"}
 _NUMBERS = ("int", "long")
 LOGBATCH_SCHEMA_FILE = "log_batch.avsc"
@@ -60,9 +66,13 @@ class LogShape:
     record_required: tuple[str, ...] = ()
     # Avro timestamps other than the event time: read as plain longs, turned into timestamps in SQL.
     time_columns: tuple[tuple[str, str], ...] = ()
+    # Columns whose min/max Hudi keeps for data skipping (the event time first); never a subject column.
+    stats_columns: tuple[str, ...] = (EVENT_TIME_COLUMN,)
     # The messages' Avro schema as JSON, its event time and timestamp columns as plain longs: what a
     # message without a registry is decoded with, and the reader schema writers' fields are added to.
     schema: str = ""
+    # Where that schema came from, for messages that name it.
+    source: str = "the LogBatch schema"
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -72,8 +82,14 @@ class LogShape:
             EVENT_TIME_COLUMN,
             *self.record_columns,
             *self.batch_columns,
-            *CONTRACT_COLUMNS[2:],
+            *PROVENANCE_COLUMNS,
+            PARTITION_FIELD,
         )
+
+    @property
+    def batch_label(self) -> str:
+        """The batch field that names a batch in the quarantine (the last key field, e.g. ``batch_id``)."""
+        return self.key_fields[-1]
 
     @property
     def batch_fields_read(self) -> tuple[str, ...]:
@@ -165,6 +181,8 @@ def resolve(settings: LogSchemaSettings, schema: dict[str, Any], source: str) ->
         if _name(record.get(subject, batch.get(subject))) != "string":
             raise bad("subject_columns", f"{subject!r} is not a string field; identifiers are matched as text")
 
+    stats_columns = _stats_columns(settings, (*record_columns, *batch_columns), bad)
+
     def strings(names: list[str], fields: dict[str, Any]) -> tuple[str, ...]:
         return tuple(n for n in names if _name(fields[n]) == "string")
 
@@ -191,8 +209,38 @@ def resolve(settings: LogSchemaSettings, schema: dict[str, Any], source: str) ->
             for n in names
             if (_logical(fields[n]) or "") in _TIME_UNITS
         ),
+        stats_columns=stats_columns,
+        source=source,
     )
     return replace(shape, schema=json.dumps(with_plain_times(schema, shape)))
+
+
+def _stats_columns(settings: LogSchemaSettings, columns: tuple[str, ...], bad: Any) -> tuple[str, ...]:
+    """:func:`stats_columns`, each checked to be a column of the table and no subject column."""
+    chosen = stats_columns(settings)
+    for name in chosen[1:]:
+        if name not in (*columns, *PROVENANCE_COLUMNS):
+            raise bad("stats_columns", f"{name!r} is not a column of the table")
+        if name in settings.subject_columns:
+            raise bad("stats_columns", f"{name!r} is a subject column; its min and max would be identifiers")
+    return chosen
+
+
+def stats_columns(settings: LogSchemaSettings) -> tuple[str, ...]:
+    """The columns Hudi keeps min/max statistics of: ``ts`` and ``log_schema.stats_columns``; unset,
+    LogBatch's list for LogBatch and the key fields that are no subject column for a shape of one's own.
+
+    Every writer of the table (stream, erasure, compaction) takes its list from here, from settings
+    alone, so they agree without reading the messages' schema. A subject column never belongs: its
+    min and max are identifiers, kept in the metadata table's HFiles where an erasure cannot reach them.
+    """
+    if settings.stats_columns is not None:
+        chosen: tuple[str, ...] = tuple(settings.stats_columns)
+    elif settings == LogSchemaSettings():
+        chosen = LOGBATCH_STATS_COLUMNS
+    else:
+        chosen = tuple(k for k in settings.key_fields if k not in settings.subject_columns)
+    return (EVENT_TIME_COLUMN, *(c for c in chosen if c != EVENT_TIME_COLUMN))
 
 
 @cache
@@ -266,6 +314,7 @@ def load(settings: Settings) -> LogShape:
     else:
         schema, source = avro_schema(), "the LogBatch schema"
     shape = resolve(config, schema, source)
+    _check_parses(shape)
     if settings.ingest.encoding == "json" and shape != default_shape():
         raise ConfigError(
             "setting ingest.encoding: JSON messages follow the LogBatch contract; a log_schema of your own needs "
@@ -295,3 +344,14 @@ def _latest_registered(settings: Settings) -> tuple[dict[str, Any], str] | None:
             f"setting ingest.schema_registry.url: no schema registry answers at {registry.url}: {exc}"
         ) from None
     return json.loads(latest.schema.schema_str or "{}"), f"subject {subject} version {latest.version} at {registry.url}"
+
+
+def _check_parses(shape: LogShape) -> None:
+    """Fail at start on a schema Avro cannot read: every decoder of it (the stream's, the erasure's
+    reading of quarantined messages) would otherwise fail message by message."""
+    import fastavro
+
+    try:
+        fastavro.parse_schema(json.loads(shape.schema))
+    except Exception as exc:
+        raise ConfigError(f"setting log_schema.avro_schema: {shape.source} is not an Avro schema: {exc}") from None

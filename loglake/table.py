@@ -18,37 +18,13 @@ from dataclasses import dataclass
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
+from loglake import shape
 from loglake.errors import ConfigError
 from loglake.settings import Settings
+from loglake.shape import PARTITION_FIELD, RECORD_KEY
 
 TABLE_TYPE = "MERGE_ON_READ"
-RECORD_KEY = "record_key"
-PARTITION_FIELD = "event_date"
 KEY_SEPARATOR = ":"
-
-# The log table's columns after the Hudi meta columns, in order.
-LOG_COLUMNS = (
-    RECORD_KEY,
-    "ts",
-    "level",
-    "user_id",
-    "email",
-    "client_ip",
-    "event",
-    "message",
-    "attributes",
-    "batch_id",
-    "service",
-    "host",
-    "region",
-    "sent_at",
-    "record_index",
-    "kafka_topic",
-    "kafka_partition",
-    "kafka_offset",
-    "ingested_at",
-    PARTITION_FIELD,
-)
 
 QUARANTINE_KEY = "quarantine_key"
 QUARANTINE_PARTITION_FIELD = "quarantine_date"
@@ -149,7 +125,7 @@ LOG_TABLE_LAYOUT = {
     # Hudi 1.0 builds column and partition statistics of every column into the metadata table: the
     # min and max of user_id or email are personal data, compressed inside HFiles where an erasure
     # cannot see or reach them. Index only columns that identify no one (ts serves time filters).
-    "hoodie.metadata.index.column.stats.column.list": "ts,level,service,event",
+    # The list itself comes from the log shape (loglake.shape.stats_columns): LogBatch's by default.
     # Partition statistics roll the column stats up per event_date, which the partition path already
     # says; keeping them cost every commit a pass over the touched partitions' stats (2.4 of 18 s of
     # a 1,000-key delete). Every writer must agree, or the metadata table drops and rebuilds them.
@@ -291,15 +267,9 @@ def hudi_metrics_options(settings: Settings, role: str) -> dict[str, str]:
 
 
 def indexed_columns(settings: Settings) -> str:
-    """The columns Hudi keeps statistics of: LogBatch's defaults, or for a log schema of one's own the
-    event time and the key fields. Never a subject column (see LOG_TABLE_LAYOUT); a column the table
-    lacks would fail every commit."""
-    from loglake.settings import LogSchemaSettings
-
-    if settings.log_schema == LogSchemaSettings():
-        return LOG_TABLE_LAYOUT["hoodie.metadata.index.column.stats.column.list"]
-    subjects = set(settings.log_schema.subject_columns)
-    return ",".join(["ts", *(k for k in settings.log_schema.key_fields if k not in subjects)])
+    """The columns Hudi keeps statistics of, as the log shape derives them (never a subject column,
+    see LOG_TABLE_LAYOUT); a column the table lacks would fail every commit."""
+    return ",".join(shape.stats_columns(settings.log_schema))
 
 
 def log_table_options(settings: Settings) -> dict[str, str]:

@@ -14,6 +14,31 @@ from app.produce import encode_avro, encode_json, make_batch
 
 NOW_MS = 1_764_000_000_000  # 2025-11-24T16:00:00Z: fixed, so partitions are predictable
 
+# The LogBatch table's columns after Hudi's meta columns, written out by hand: the public contract
+# the code's shape must reproduce.
+LOGBATCH_COLUMNS = (
+    "record_key",
+    "ts",
+    "level",
+    "user_id",
+    "email",
+    "client_ip",
+    "event",
+    "message",
+    "attributes",
+    "batch_id",
+    "service",
+    "host",
+    "region",
+    "sent_at",
+    "record_index",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "ingested_at",
+    "event_date",
+)
+
 
 def make_batches(n: int, seed: int = 7, records: tuple[int, int] = (7, 25)) -> list[dict[str, Any]]:
     rng = random.Random(seed)

@@ -95,6 +95,15 @@ if KAFKA_MODE not in ("process", "container"):
     raise pytest.UsageError(f"LOGLAKE_TEST_KAFKA={KAFKA_MODE!r}: expected process or container")
 
 
+@pytest.fixture
+def cli(spark: Any) -> Callable[..., Any]:
+    """``cli("gdpr", "purge", ...)``: the loglake command in this process on the session's Spark (see
+    ``cli_support``); for tests about a report, an exit code or a one-line error."""
+    from cli_support import run_cli
+
+    return run_cli
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real single-node KRaft broker on 127.0.0.1: a process started by the project's own code, or

@@ -220,6 +220,7 @@ def test_sync_every_n_batches_registers_after_the_nth_only(
 
 def test_a_metastore_that_is_down_never_costs_a_commit_and_the_next_sync_catches_up(
     spark: Any,
+    cli: Any,
     kafka_bootstrap: str,
     topic_factory: Any,
     settings_factory: Any,
@@ -247,26 +248,12 @@ def test_a_metastore_that_is_down_never_costs_a_commit_and_the_next_sync_catches
 
     # The CLI says so in one line with its own exit code, then repairs against the live metastore.
     path = settings.table.require_path()
-    cli = [
-        sys.executable,
-        "-m",
-        "app.cli",
-        "catalog",
-        "sync",
-        "--table-path",
-        path,
-        "--set",
-        f"catalog.database={database}",
-    ]
-    for conf in TEST_SPARK_CONF:
-        cli += ["--set", conf]
-    failed = subprocess.run([*cli, "--metastore-uris", down], capture_output=True, text=True, timeout=300, check=False)
+    sync = ["catalog", "sync", "--table-path", path, "--set", f"catalog.database={database}"]
+    failed = cli(*sync, "--metastore-uris", down)
     assert failed.returncode == 8, failed.stderr[-2000:]
     last = failed.stderr.strip().splitlines()[-1]
     assert f"catalog.metastore_uris={down}" in last and "Traceback" not in failed.stderr
-    repaired = subprocess.run(
-        [*cli, "--metastore-uris", hive_metastore], capture_output=True, text=True, timeout=300, check=False
-    )
+    repaired = cli(*sync, "--metastore-uris", hive_metastore)
     assert repaired.returncode == 0, repaired.stderr[-2000:]
     report = json.loads(repaired.stdout)
     assert [(r["kind"], r["tables"], r["partitions"], r["full"]) for r in report] == [

@@ -64,7 +64,7 @@ def _timeline_files(path: Path) -> list[str]:
 
 
 def test_compaction_catches_up_beside_a_live_stream_and_changes_no_row(
-    spark: Any, kafka_bootstrap: str, topic_factory: Any, tmp_path: Path, pushgateway: str
+    spark: Any, cli: Any, kafka_bootstrap: str, topic_factory: Any, tmp_path: Path, pushgateway: str
 ) -> None:
     from conftest import TEST_SPARK_CONF
 
@@ -126,25 +126,9 @@ def test_compaction_catches_up_beside_a_live_stream_and_changes_no_row(
     before_rows = _snapshot(spark, table)
     assert len(before_rows) == len(wanted)
     assert len(_snapshot(spark, table, "read_optimized")) < len(before_rows)
-    cli = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "compact",
-            "--config",
-            str(config),
-            "--schedule",
-            "--until-caught-up",
-            "--pushgateway",
-            pushgateway,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert cli.returncode == 0, cli.stderr[-3000:]
-    report = json.loads(cli.stdout)
+    done = cli("compact", "--config", str(config), "--schedule", "--until-caught-up", "--pushgateway", pushgateway)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout)
     assert report["caught_up"] and report["pending_after"] == [] and report["uncompacted_delta_commits_after"] == 0
     files = report["files"]
     assert files["log_files_to_merge"] == 0 and files["latest_base_files"] == files["file_groups"] > 0

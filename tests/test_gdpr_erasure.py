@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 
 import pytest
 from builders import NOW_MS, encode, raw_hits, read_hudi_rs, send
+from cli_support import CliRun, run_cli
 
 from app.produce import make_batch
 from gdpr.job import matcher_for, message_decoders, run_delete
@@ -190,13 +189,12 @@ def _config(tmp_path: Path, kafka: str, topic: str, table: Path, **extra: Any) -
     return config
 
 
-def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
+def _cli(*args: str) -> CliRun:
+    # In this process on the session's Spark (the tests using it hold the spark fixture).
+    return run_cli(*args)
 
 
-def _report(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+def _report(done: CliRun) -> dict[str, Any]:
     report: dict[str, Any] = json.loads(done.stdout[done.stdout.index("{") :])
     return report
 

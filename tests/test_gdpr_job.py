@@ -222,11 +222,9 @@ def test_expire_drops_only_partitions_older_than_the_limit(spark: Any, table_cop
 
 
 def test_cli_reads_requests_from_kafka_and_exit_code_says_some_were_rejected(
-    source_table: Any, table_copy: Any, kafka_bootstrap: str, pushgateway: str, tmp_path: Path
+    cli: Any, source_table: Any, table_copy: Any, kafka_bootstrap: str, pushgateway: str, tmp_path: Path
 ) -> None:
     import json
-    import subprocess
-    import sys
 
     from devservers import kafka_broker
 
@@ -245,21 +243,9 @@ def test_cli_reads_requests_from_kafka_and_exit_code_says_some_were_rejected(
             }
         )
     )
-    command = [
-        sys.executable,
-        "-m",
-        "app.cli",
-        "gdpr",
-        "delete",
-        "--config",
-        str(config),
-        "--requests-topic",
-        topic,
-    ]
+    command = ["gdpr", "delete", "--config", str(config), "--requests-topic", topic]
 
-    first = subprocess.run(
-        [*command, "--pushgateway", pushgateway], capture_output=True, text=True, timeout=300, check=False
-    )
+    first = cli(*command, "--pushgateway", pushgateway)
     assert first.returncode == 3, first.stderr[-3000:]
     report = json.loads(first.stdout[first.stdout.index("{") :])
     assert report["rejected"] == [{"source": f"{topic}[0]@1", "reason": report["rejected"][0]["reason"]}]
@@ -288,7 +274,7 @@ def test_cli_reads_requests_from_kafka_and_exit_code_says_some_were_rejected(
     assert report["ledger_backlog"] == 0 and samples[("loglake_gdpr_ledger_backlog", None)][1] == 0
 
     # Offsets were committed after the run: a second run finds no new request.
-    second = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    second = cli(*command)
     assert second.returncode == 0, second.stderr[-2000:]
     assert json.loads(second.stdout[second.stdout.index("{") :])["requests"] == 0
 

@@ -8,8 +8,6 @@ from pathlib import Path
 import pytest
 
 from gdpr.requests import (
-    DEFAULT_SUBJECT_COLUMNS,
-    IDENTIFIER_KINDS,
     identifier_kinds,
     parse_file,
     parse_messages,
@@ -18,6 +16,7 @@ from gdpr.requests import (
 )
 from loglake.errors import ConfigError
 from loglake.settings import LogSchemaSettings, load_settings
+from loglake.shape import default_shape
 
 PHONE_TABLE = ["phone", "user_ref"]
 
@@ -161,8 +160,9 @@ def test_csv_cells_keep_their_spaces_and_quoted_newlines() -> None:
 
 
 def test_default_kinds_are_the_settings_default() -> None:
-    assert list(DEFAULT_SUBJECT_COLUMNS) == LogSchemaSettings().subject_columns
-    assert identifier_kinds() == IDENTIFIER_KINDS == ("user_id", "email", "client_ip", "record_key")
+    # Without columns given, the LogBatch shape's: the settings' default, derived from one place.
+    assert list(default_shape().subject_columns) == LogSchemaSettings().subject_columns
+    assert identifier_kinds() == ("user_id", "email", "client_ip", "record_key")
 
 
 def test_configured_subject_columns_replace_the_default_ones() -> None:
@@ -218,7 +218,7 @@ def test_requests_parsed_for_other_columns_are_restricted_to_the_configured_ones
     assert [r.request_id for r in kept.requests] == ["b"]
     assert [r.source for r in kept.rejections] == ["r.jsonl:3", "r.jsonl:1"]
     assert "one of phone, user_ref, record_key" in kept.rejections[1].reason
-    assert restrict(parsed, DEFAULT_SUBJECT_COLUMNS) == parsed
+    assert restrict(parsed, default_shape().subject_columns) == parsed
 
 
 @pytest.mark.parametrize("column", ["request_id", "record_key", "Received_At"])

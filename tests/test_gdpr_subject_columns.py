@@ -19,6 +19,8 @@ from gdpr.match import BOUNDED, EQUAL, HASH, AvroDecoder, Found, HashedIdentifie
 from gdpr.requests import parse_text
 from gdpr.verify import matching_documents, scan_bytes
 from loglake.errors import ConfigError, TableError
+from loglake.settings import load_settings
+from loglake.shape import load as load_shape
 
 COLUMNS = ["phone", "user_ref"]
 PHONE = "+442079460000"
@@ -127,10 +129,21 @@ def _message(phone: str) -> bytes:
     return out.getvalue()
 
 
+def _phone_settings(avsc: Path) -> Any:
+    return load_settings(
+        overrides={
+            "table.path": "/t",
+            "log_schema.avro_schema": str(avsc),
+            "log_schema.key_fields": ["batch_id"],
+            "log_schema.subject_columns": ["phone"],
+        }
+    )
+
+
 def test_quarantined_messages_are_decoded_with_the_configured_schema(tmp_path: Path) -> None:
     avsc = tmp_path / "phone.avsc"
     avsc.write_text(json.dumps(AVSC))
-    decoders = message_decoders(str(avsc))
+    decoders = message_decoders(load_shape(_phone_settings(avsc)))
     assert decode_document(_message(PHONE), decoders)["records"][0]["phone"] == PHONE
     # The LogBatch schema cannot read these messages whole: without the setting they are searched raw.
     assert decode_document(_message(PHONE), message_decoders()) is None
@@ -145,8 +158,8 @@ def test_quarantined_messages_are_decoded_with_the_configured_schema(tmp_path: P
 
 def test_an_unreadable_schema_file_is_a_config_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.avsc"
-    bad.write_text('{"type": "record", "name": "x", "fields": [{"name": "a", "type": "nope"}]}')
-    with pytest.raises(ConfigError, match=r"log_schema.avro_schema=.*bad.avsc: not an Avro schema"):
-        message_decoders(str(bad))
-    with pytest.raises(ConfigError, match=r"log_schema.avro_schema=.*gone.avsc"):
-        message_decoders(str(tmp_path / "gone.avsc"))
+    bad.write_text(json.dumps({**AVSC, "fields": [*AVSC["fields"], {"name": "a", "type": "nope"}]}))
+    with pytest.raises(ConfigError, match=r"log_schema.avro_schema: .*bad.avsc is not an Avro schema"):
+        load_shape(_phone_settings(bad))
+    with pytest.raises(ConfigError, match=r"log_schema.avro_schema.*gone.avsc"):
+        load_shape(_phone_settings(tmp_path / "gone.avsc"))

@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import encode, expected_rows, make_batches, normalize, read_hudi_rs, send
+from builders import LOGBATCH_COLUMNS, encode, expected_rows, make_batches, normalize, read_hudi_rs, send
 from conftest import free_port
 
 from ingest.job import run
 from ingest.metrics import IngestMetrics
 from ingest.summary import summarize
-from loglake.table import LOG_COLUMNS
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +62,7 @@ def test_round_trip_spark_and_hudi_rs_agree(
     independent = read_hudi_rs(path).to_pylist()
     assert len(independent) == len(expected)
     assert {r["record_key"]: normalize(r) for r in independent} == expected
-    assert set(read_hudi_rs(path).column_names) >= set(LOG_COLUMNS)
+    assert set(read_hudi_rs(path).column_names) >= set(LOGBATCH_COLUMNS)
 
     # A merge-on-read table written with delta commits, hive-style partitions.
     props = (Path(path) / ".hoodie" / "hoodie.properties").read_text()

@@ -165,11 +165,11 @@ def test_quarantine_rows_are_keyed_by_kafka_coordinates(spark: Any) -> None:
 
 
 def test_log_rows_have_the_table_columns(spark: Any) -> None:
-    from loglake.table import LOG_COLUMNS
+    from builders import LOGBATCH_COLUMNS
 
     [batch] = make_batches(1, seed=12)
     df = kafka_df(spark, [encode(batch)]).transform(parse.stage(IngestSettings()))
-    assert tuple(parse.log_rows(df).columns) == LOG_COLUMNS
+    assert tuple(parse.log_rows(df).columns) == LOGBATCH_COLUMNS
     assert escape("a:b") == "a%3Ab"
 
 

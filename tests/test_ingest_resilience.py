@@ -48,7 +48,7 @@ def _cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _last_line(done: subprocess.CompletedProcess[str]) -> str:
+def _last_line(done: Any) -> str:
     return done.stderr.strip().splitlines()[-1]
 
 
@@ -113,7 +113,7 @@ def _produce_and_delete(kafka: str, topic: str, batches: list[dict[str, Any]], b
 
 
 def test_kafka_data_loss_stops_with_one_line_or_is_skipped_and_counted(
-    kafka_bootstrap: str, topic_factory: Any, settings_factory: Any, tmp_path: Path
+    cli: Any, kafka_bootstrap: str, topic_factory: Any, settings_factory: Any, tmp_path: Path
 ) -> None:
     from ingest.job import run
     from ingest.metrics import IngestMetrics
@@ -123,11 +123,11 @@ def test_kafka_data_loss_stops_with_one_line_or_is_skipped_and_counted(
     table = tmp_path / "logs"
     config = _config(tmp_path, kafka_bootstrap, topic, table)
     send(kafka_bootstrap, topic, [encode(b) for b in first], partition=0)
-    assert _cli("ingest", "--once", "--config", str(config)).returncode == 0
+    assert cli("ingest", "--once", "--config", str(config)).returncode == 0
     # Offsets 10..19 are deleted (as retention would) before the stream comes back for them.
     _produce_and_delete(kafka_bootstrap, topic, lost + kept, before_offset=20)
 
-    stopped = _cli("ingest", "--once", "--config", str(config))
+    stopped = cli("ingest", "--once", "--config", str(config))
 
     assert stopped.returncode == 5, stopped.stderr[-3000:]
     line = _last_line(stopped)
@@ -145,7 +145,7 @@ def test_kafka_data_loss_stops_with_one_line_or_is_skipped_and_counted(
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small file system needs root")
 def test_full_disk_is_one_line_naming_the_path_and_setting(
-    kafka_bootstrap: str, topic_factory: Any, tmp_path: Path
+    cli: Any, kafka_bootstrap: str, topic_factory: Any, tmp_path: Path
 ) -> None:
     topic = topic_factory(partitions=1)
     send(kafka_bootstrap, topic, [encode(b) for b in make_batches(3000, seed=51)], partition=0)
@@ -160,7 +160,7 @@ def test_full_disk_is_one_line_naming_the_path_and_setting(
             volume / "logs",
             ingest={"checkpoint_dir": str(tmp_path / "checkpoint")},
         )
-        done = _cli("ingest", "--once", "--config", str(config))
+        done = cli("ingest", "--once", "--config", str(config))
     finally:
         subprocess.run(["umount", "-l", str(volume)], check=True)
 

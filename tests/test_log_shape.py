@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import LOGBATCH_COLUMNS
 
 from loglake.errors import ConfigError
 from loglake.settings import LogSchemaSettings, load_settings
 from loglake.shape import avro_schema, default_shape, load, resolve
-from loglake.table import LOG_COLUMNS
 
 ENVELOPE = Path(__file__).parent / "data" / "envelope.avsc"
 ENVELOPE_SHAPE = {
@@ -30,7 +30,7 @@ def envelope() -> dict[str, Any]:
 
 def test_the_default_shape_is_the_logbatch_contract() -> None:
     shape = default_shape()
-    assert shape.columns == LOG_COLUMNS
+    assert shape.columns == LOGBATCH_COLUMNS
     assert shape.key_fields == ("service", "batch_id")
     assert shape.time_columns == (("sent_at", "millis"),)
     assert shape.subject_columns == ("user_id", "email", "client_ip")
