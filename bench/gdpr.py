@@ -115,7 +115,8 @@ def lookalike_logs(spark: SparkSession, subjects: int, rows_each: int, days: int
         {
             "user_id": alike,
             "email": F.concat(alike, F.lit("@mail.example")),
-            # Padded forms are the one kind text cannot tell apart (README): they go in the id columns only.
+            # Padded forms are the one kind text cannot tell apart (docs/performance.md, "GDPR erasure"):
+            # they go in the id columns only.
             "message": F.when(
                 F.lit(list(LOOKALIKES).index("padded")) == variant, F.lit("account settings changed")
             ).otherwise(F.concat(F.lit("account ["), alike, F.lit("] signed in"))),

@@ -5,7 +5,7 @@ file name, the subject columns of ``log_schema.subject_columns``) under a filter
 ``user_id IN (...) OR email IN (...) OR ...`` over the columns requested, which Spark pushes into the
 Parquet reader, so row groups whose statistics rule the values out are never decoded; the few
 matching rows are then attributed to their requests with one broadcast equi-join.
-No Python per row, no cross join. Measured in the README ("Resolving subjects").
+No Python per row, no cross join. Measured in docs/performance.md ("GDPR erasure").
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A failure inside a micro-batch reaches the driver as a ``StreamingQueryException`` wrapping a Py4J
 error wrapping a Python traceback wrapping a Java stack trace; the cause is hundreds of lines down.
 :func:`explain` reads the whole chain and names the causes an on-call engineer meets, each with its
-own exit code (README, "Exit codes"); anything else gets the deepest error line found.
+own exit code (docs/ingest.md, "When the stream must stop"); anything else gets the deepest error line found.
 """
 
 from __future__ import annotations

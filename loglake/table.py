@@ -100,7 +100,7 @@ def _base_options(*, name: str, key: str, partition: str) -> dict[str, str]:
     }
 
 
-# The log table's physical layout, shared by every writer of it. Chosen by measurement (README,
+# The log table's physical layout, shared by every writer of it. Chosen by measurement (docs/performance.md,
 # "Why these defaults"; 1.6M records, local[2]): against SIMPLE index + Hudi defaults at ~38k
 # records/s written, these reach ~120k on the first write of a day and ~85k on appends.
 LOG_TABLE_LAYOUT = {
@@ -166,7 +166,7 @@ MULTI_WRITER = {
 }
 
 
-# Table services (README, "Compaction"): the stream only plans compactions, the compaction job runs
+# Table services (docs/compaction.md): the stream only plans compactions, the compaction job runs
 # them, cleans and archives. Hudi's own defaults where they serve, written out so the job and the
 # docs name them.
 TABLE_SERVICES = {

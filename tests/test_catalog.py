@@ -126,7 +126,7 @@ def test_stream_registers_tables_and_partitions_read_by_name_by_spark_and_trino(
         "kafka.max_offsets_per_trigger=10",
         f"catalog.metastore_uris={hive_metastore}",
         f"catalog.database={database}",
-        # What Athena (Hudi 0.14/0.15) and Trino 476 read: see README, "Querying by name".
+        # What Athena (Hudi 0.14/0.15) and Trino 476 read: see docs/catalog.md, "Which table version for which reader".
         "table.version=6",
     )
     metrics = IngestMetrics()

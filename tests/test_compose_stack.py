@@ -3,7 +3,7 @@ table on the stack's S3 store, compacted by the loop, scraped and pushed, one su
 down with its volumes.
 
 The images are the ones ``deploy/compose/local/build-images.sh`` builds (no registry is reachable
-here), mapped onto the public names by ``deploy/compose/local.yml``: the same two commands the README
+here), mapped onto the public names by ``deploy/compose/local.yml``: the same commands docs/operations.md ("Containers")
 gives. The table is read back from the host through the stack's published S3 port with hudi-rs.
 """
 
@@ -70,7 +70,7 @@ def _listening(port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
-    """The stack up (``up -d``, as the README says), yielding a runner of compose commands."""
+    """The stack up (``up -d``, as docs/operations.md says), yielding a runner of compose commands."""
     require_engine()
     client = compose_client()
     if client is None:
@@ -79,7 +79,7 @@ def stack() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
     if taken:
         pytest.fail(f"ports {taken} on 127.0.0.1 are taken; the stack publishes {PUBLISHED_PORTS}")
     build_images()
-    # As the README runs it: both files through COMPOSE_FILE; a project name of its own.
+    # As docs/operations.md runs it: both files through COMPOSE_FILE; a project name of its own.
     env = {
         **os.environ,
         "COMPOSE_FILE": "docker-compose.yml:deploy/compose/local.yml",
