@@ -1,7 +1,9 @@
 """The local KRaft broker and the load generator against it: real java, real Kafka.
 
 These tests start their own brokers (each with a data folder under tmp_path and a free port)
-because start and stop are what they test; other tests share the session broker of conftest.
+because start and stop are what they test; other tests share the session broker of conftest. Two
+brokers in all: the module's, started by two callers at once, and the one the CLI starts, stops and
+that comes back on another port with its topics.
 """
 
 from __future__ import annotations
@@ -76,10 +78,16 @@ def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 60) 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The module's broker, started by two callers at once: they must share one broker."""
     data = tmp_path_factory.mktemp("broker")
-    bootstrap = kafka_broker.start(port=free_port(), data_dir=data)
-    yield bootstrap, data
-    kafka_broker.stop(data_dir=data)
+    port = free_port()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        addresses = list(pool.map(lambda _: kafka_broker.start(port=port, data_dir=data), range(2)))
+    assert addresses == [f"127.0.0.1:{port}"] * 2
+    yield addresses[0], data
+    pid = pid_of(data)
+    assert kafka_broker.stop(data_dir=data) is True
+    assert not process_exists(pid)
 
 
 def test_start_writes_the_data_folder(broker: tuple[str, Path]) -> None:
@@ -168,40 +176,7 @@ def test_stop_handles_a_stale_pid_file(tmp_path: Path) -> None:
     assert kafka_broker.stop(data_dir=data) is False
 
 
-def test_start_stop_restart_keeps_topics(tmp_path: Path) -> None:
-    data = tmp_path / "kafka"
-    bootstrap = kafka_broker.start(port=free_port(), data_dir=data)
-    try:
-        kafka_broker.create_topic(bootstrap, "kept", partitions=2)
-        produce(bootstrap, "kept", messages=5, seed=1)
-        pid = pid_of(data)
-        assert kafka_broker.stop(data_dir=data) is True
-        assert not process_exists(pid)
-        assert not (data / "broker.pid").exists()
-        assert kafka_broker.stop(data_dir=data) is False
-
-        # Another port, same folder: formatted storage and the topic's data are reused.
-        bootstrap = kafka_broker.start(port=free_port(), data_dir=data)
-        assert len(consume_all(bootstrap, "kept", expected=5)) == 5
-    finally:
-        kafka_broker.stop(data_dir=data)
-
-
-def test_concurrent_starts_share_one_broker(tmp_path: Path) -> None:
-    data = tmp_path / "kafka"
-    port = free_port()
-    try:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            addresses = list(pool.map(lambda _: kafka_broker.start(port=port, data_dir=data), range(2)))
-        assert addresses == [f"127.0.0.1:{port}"] * 2
-        pid = pid_of(data)
-        assert process_exists(pid)
-    finally:
-        assert kafka_broker.stop(data_dir=data) is True
-    assert not process_exists(pid)
-
-
-def test_cli_start_and_stop(tmp_path: Path) -> None:
+def test_cli_start_and_stop_then_a_restart_keeps_topics(tmp_path: Path) -> None:
     data = tmp_path / "cli-kafka"
     port = free_port()
     cli = [sys.executable, "-m", "app.cli", "kafka"]
@@ -220,6 +195,8 @@ def test_cli_start_and_stop(tmp_path: Path) -> None:
         pid = pid_of(data)
         # The broker outlives the command that started it.
         assert process_exists(pid)
+        kafka_broker.create_topic(started.stdout.strip(), "kept", partitions=2)
+        produce(started.stdout.strip(), "kept", messages=5, seed=1)
 
         stopped = subprocess.run(
             [*cli, "stop", "--data", str(data)], capture_output=True, text=True, timeout=60, cwd=REPO, env=env
@@ -227,10 +204,15 @@ def test_cli_start_and_stop(tmp_path: Path) -> None:
         assert stopped.returncode == 0, stopped.stderr
         assert stopped.stdout.strip() == "stopped"
         assert not process_exists(pid)
+        assert not (data / "broker.pid").exists()
 
         again = subprocess.run(
             [*cli, "stop", "--data", str(data)], capture_output=True, text=True, timeout=60, cwd=REPO, env=env
         )
         assert again.stdout.strip() == "no broker running for that data folder"
+
+        # Another port, same folder: formatted storage and the topic's data are reused.
+        bootstrap = kafka_broker.start(port=free_port(), data_dir=data)
+        assert len(consume_all(bootstrap, "kept", expected=5)) == 5
     finally:
         kafka_broker.stop(data_dir=data)  # a failed assertion must not leave the broker behind
