@@ -7,6 +7,7 @@ tracebacks only for bugs.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -58,48 +59,15 @@ def _cmd_setup(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_kafka_start(args: argparse.Namespace) -> int:
-    from devservers import kafka_broker
-
-    print(kafka_broker.start(port=args.port, data_dir=args.data))
+def _cmd_server_start(args: argparse.Namespace) -> int:
+    server = importlib.import_module(f"devservers.{args.server_module}")
+    print(server.start(port=args.port, data_dir=args.data))
     return EXIT_OK
 
 
-def _cmd_kafka_stop(args: argparse.Namespace) -> int:
-    from devservers import kafka_broker
-
-    stopped = kafka_broker.stop(data_dir=args.data)
-    print("stopped" if stopped else "no broker running for that data folder")
-    return EXIT_OK
-
-
-def _cmd_registry_start(args: argparse.Namespace) -> int:
-    from devservers import registry_server
-
-    print(registry_server.start(port=args.port, data_dir=args.data))
-    return EXIT_OK
-
-
-def _cmd_registry_stop(args: argparse.Namespace) -> int:
-    from devservers import registry_server
-
-    stopped = registry_server.stop(data_dir=args.data)
-    print("stopped" if stopped else "no schema registry running for that data folder")
-    return EXIT_OK
-
-
-def _cmd_metastore_start(args: argparse.Namespace) -> int:
-    from devservers import metastore_server
-
-    print(metastore_server.start(port=args.port, data_dir=args.data))
-    return EXIT_OK
-
-
-def _cmd_metastore_stop(args: argparse.Namespace) -> int:
-    from devservers import metastore_server
-
-    stopped = metastore_server.stop(data_dir=args.data)
-    print("stopped" if stopped else "no Hive metastore running for that data folder")
+def _cmd_server_stop(args: argparse.Namespace) -> int:
+    server = importlib.import_module(f"devservers.{args.server_module}")
+    print("stopped" if server.stop(data_dir=args.data) else f"no {args.server_what} running for that data folder")
     return EXIT_OK
 
 
@@ -373,9 +341,9 @@ def _add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         "kafka",
         "a local single-node KRaft Kafka broker",
         port=9092,
-        start=_cmd_kafka_start,
+        module="kafka_broker",
+        what="broker",
         start_text="start a broker and print its bootstrap address",
-        stop=_cmd_kafka_stop,
         stop_text="stop the broker of a data folder",
     )
     _add_server_command(
@@ -383,9 +351,9 @@ def _add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         "registry",
         "a local schema registry (Apicurio, Confluent-compatible API; needs Java 21+)",
         port=8081,
-        start=_cmd_registry_start,
+        module="registry_server",
+        what="schema registry",
         start_text="start a schema registry and print its URL (the first start fetches it from Maven, 158 MB)",
-        stop=_cmd_registry_stop,
         stop_text="stop the schema registry of a data folder",
     )
     _add_server_command(
@@ -393,9 +361,9 @@ def _add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
         "metastore",
         "a local Hive Metastore (thrift, Derby in the data folder; listens on every interface)",
         port=9083,
-        start=_cmd_metastore_start,
+        module="metastore_server",
+        what="Hive metastore",
         start_text="start a Hive metastore and print its thrift URI (the first start fetches it from Maven, 27 MB)",
-        stop=_cmd_metastore_stop,
         stop_text="stop the Hive metastore of a data folder",
     )
 
@@ -406,21 +374,22 @@ def _add_server_command(
     text: str,
     *,
     port: int,
-    start: Callable[[argparse.Namespace], int],
+    module: str,
+    what: str,
     start_text: str,
-    stop: Callable[[argparse.Namespace], int],
     stop_text: str,
 ) -> None:
-    """``loglake <name> start|stop``: a local server with its data under ``$LOGLAKE_HOME/<name>``."""
+    """``loglake <name> start|stop``: the local server of ``devservers.<module>`` (``what`` in messages),
+    with its data under ``$LOGLAKE_HOME/<name>``."""
     server = sub.add_parser(name, help=text)
     ssub = server.add_subparsers(dest=f"{name}_command", required=True)
     p = ssub.add_parser("start", help=start_text)
     p.add_argument("--port", type=int, default=port)
     p.add_argument("--data", type=Path, default=None, help=f"data folder (default $LOGLAKE_HOME/{name})")
-    p.set_defaults(handler=start)
+    p.set_defaults(handler=_cmd_server_start, server_module=module, server_what=what)
     p = ssub.add_parser("stop", help=stop_text)
     p.add_argument("--data", type=Path, default=None)
-    p.set_defaults(handler=stop)
+    p.set_defaults(handler=_cmd_server_stop, server_module=module, server_what=what)
 
 
 def _add_produce_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -31,7 +31,7 @@ from pyspark.sql.avro.functions import from_avro, to_avro
 
 from ingest.schema import Decoding
 from loglake.settings import IngestSettings
-from loglake.shape import EVENT_TIME_COLUMN, LogShape, default_shape
+from loglake.shape import EVENT_TIME_COLUMN, LogShape, bare_type, default_shape, is_nullable
 from loglake.table import (
     PARTITION_FIELD,
     QUARANTINE_COLUMNS,
@@ -92,14 +92,9 @@ _SPARK_TYPES: dict[str, T.DataType] = {
 }
 
 
-def _non_null(avro_type: Any) -> Any:
-    branches = [b for b in (avro_type if isinstance(avro_type, list) else [avro_type]) if b != "null"]
-    return branches[0] if len(branches) == 1 else avro_type
-
-
 def spark_type(avro_type: Any) -> T.DataType:
     """The Spark type ``from_json`` reads an Avro type into, the same struct ``from_avro`` builds."""
-    bare = _non_null(avro_type)
+    bare = bare_type(avro_type)
     kind = bare.get("type") if isinstance(bare, dict) else bare
     if kind == "record":
         return T.StructType([T.StructField(f["name"], spark_type(f["type"])) for f in bare["fields"]])
@@ -122,7 +117,7 @@ def json_schema(shape: LogShape) -> T.StructType:
 def required_batch_fields(shape: LogShape) -> tuple[str, ...]:
     """The batch fields a message must have, in the schema's order: the non-nullable ones."""
     fields = json.loads(shape.schema)["fields"]
-    return tuple(f["name"] for f in fields if "null" not in (f["type"] if isinstance(f["type"], list) else []))
+    return tuple(f["name"] for f in fields if not is_nullable(f["type"]))
 
 
 def _first_reason(*pairs: tuple[Column, str, Column]) -> tuple[Column, Column]:

@@ -104,23 +104,23 @@ def _branches(avro_type: Any) -> list[Any]:
     return list(avro_type) if isinstance(avro_type, list) else [avro_type]
 
 
-def _nullable(avro_type: Any) -> bool:
+def is_nullable(avro_type: Any) -> bool:
     return "null" in _branches(avro_type)
 
 
-def _bare(avro_type: Any) -> Any:
+def bare_type(avro_type: Any) -> Any:
     """The non-null branch of ``["null", T]``, or the type itself."""
     rest = [b for b in _branches(avro_type) if b != "null"]
     return rest[0] if len(rest) == 1 else avro_type
 
 
 def _name(avro_type: Any) -> str:
-    bare = _bare(avro_type)
+    bare = bare_type(avro_type)
     return str(bare.get("type")) if isinstance(bare, dict) else str(bare)
 
 
 def _logical(avro_type: Any) -> str | None:
-    bare = _bare(avro_type)
+    bare = bare_type(avro_type)
     return bare.get("logicalType") if isinstance(bare, dict) else None
 
 
@@ -143,7 +143,7 @@ def resolve(settings: LogSchemaSettings, schema: dict[str, Any], source: str) ->
         raise ConfigError(f"{source} is not an Avro record schema")
     batch = _fields(schema)
     records = batch.get(settings.records_field)
-    items = _bare(records).get("items") if isinstance(_bare(records), dict) else None
+    items = bare_type(records).get("items") if isinstance(bare_type(records), dict) else None
     if records is None or _name(records) != "array" or not isinstance(items, dict) or items.get("type") != "record":
         raise bad("records_field", f"{settings.records_field!r} is not a field holding an array of records")
     record = _fields(items)
@@ -151,7 +151,7 @@ def resolve(settings: LogSchemaSettings, schema: dict[str, Any], source: str) ->
     for key in settings.key_fields:
         if key not in batch:
             raise bad("key_fields", f"{key!r} is not a field of the batch (fields: {', '.join(batch)})")
-        if _nullable(batch[key]) or _name(batch[key]) not in ("string", *_NUMBERS):
+        if is_nullable(batch[key]) or _name(batch[key]) not in ("string", *_NUMBERS):
             raise bad("key_fields", f"{key!r} must be a required string, int or long")
     time_field = settings.event_time_field
     if time_field not in record:
@@ -197,11 +197,11 @@ def resolve(settings: LogSchemaSettings, schema: dict[str, Any], source: str) ->
         batch_strings=strings(batch_columns, batch),
         record_strings=strings(record_columns, record),
         record_string_maps=tuple(
-            n for n in record_columns if _name(record[n]) == "map" and _bare(record[n]).get("values") == "string"
+            n for n in record_columns if _name(record[n]) == "map" and bare_type(record[n]).get("values") == "string"
         ),
-        batch_required=tuple(n for n in batch_columns if not _nullable(batch[n])),
+        batch_required=tuple(n for n in batch_columns if not is_nullable(batch[n])),
         record_required=tuple(
-            n for n in record_columns if not _nullable(record[n]) and _name(record[n]) not in ("map", "array")
+            n for n in record_columns if not is_nullable(record[n]) and _name(record[n]) not in ("map", "array")
         ),
         time_columns=tuple(
             (n, _TIME_UNITS[_logical(fields[n]) or ""])
@@ -274,12 +274,12 @@ def with_plain_times(schema: dict[str, Any], shape: LogShape) -> dict[str, Any]:
     def plain(fields: list[dict[str, Any]], names: set[str]) -> None:
         for f in fields:
             if f["name"] in names and (_logical(f["type"]) or "") in _TIME_UNITS:
-                f["type"] = ["null", "long"] if _nullable(f["type"]) else "long"
+                f["type"] = ["null", "long"] if is_nullable(f["type"]) else "long"
 
     plain(out.get("fields", []), plain_batch)
     for f in out.get("fields", []):
         if f["name"] == shape.records_field:
-            items = _bare(f["type"]).get("items") if isinstance(_bare(f["type"]), dict) else None
+            items = bare_type(f["type"]).get("items") if isinstance(bare_type(f["type"]), dict) else None
             if isinstance(items, dict):
                 plain(items.get("fields", []), plain_record)
     return out
