@@ -19,6 +19,12 @@ from pathlib import Path
 
 from loglake.errors import SetupError
 
+# JVM options of every local server: one developer's load needs neither C2 (its compile threads cost
+# more CPU than the code they speed up saves, on a workstation or a 2-core test machine) nor parallel
+# GC threads. Measured on the broker (start, 10 topics, 2,000 messages, 30 s idle): 11.5 -> 7.1
+# CPU-seconds, and it answers in 5 s instead of 6.
+LOCAL_SERVER_JVM_OPTS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
+
 # Where Debian and Ubuntu packages (and most JDK installers on Linux) put their JDKs.
 JVM_ROOT = Path("/usr/lib/jvm")
 

@@ -28,6 +28,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from devservers import local_process as processes
+from devservers.java import LOCAL_SERVER_JVM_OPTS
 from devservers.server import LOG_TAIL_LINES, Launch, LocalServer
 from loglake import jars
 from loglake.errors import BrokerError, SetupError
@@ -113,6 +114,7 @@ def _prepare(data: Path, port: int) -> Launch:
         [
             java,
             *HEAP_OPTS,
+            *LOCAL_SERVER_JVM_OPTS,
             "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true",
             f"-Dlog4j.configuration=file:{data / LOG4J_PROPERTIES}",
@@ -204,6 +206,7 @@ def _format_storage(data: Path, java: str, classpath: str) -> None:
     cluster_id = _cluster_id()
     cmd = [
         java,
+        *LOCAL_SERVER_JVM_OPTS,
         f"-Dlog4j.configuration=file:{data / LOG4J_PROPERTIES}",
         "-cp",
         classpath,

@@ -42,6 +42,7 @@ from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 from devservers import local_process as processes
+from devservers.java import LOCAL_SERVER_JVM_OPTS
 from devservers.server import LOG_TAIL_LINES, Launch, LocalServer
 from loglake import jars
 from loglake.errors import MetastoreError, SetupError
@@ -251,6 +252,7 @@ def _prepare(data: Path, port: int) -> Launch:
     argv = [
         java,
         *HEAP_OPTS,
+        *LOCAL_SERVER_JVM_OPTS,
         "-XX:+ExitOnOutOfMemoryError",
         "-Djava.awt.headless=true",
         f"-Dlog4j.configurationFile={data / LOG4J_FILE}",

@@ -124,6 +124,7 @@ def _prepare(data: Path, port: int) -> Launch:
     argv = [
         java,
         *HEAP_OPTS,
+        *java_search.LOCAL_SERVER_JVM_OPTS,
         "-XX:+ExitOnOutOfMemoryError",
         # This file's settings override the defaults inside Apicurio's jar.
         f"-Dquarkus.config.locations={data / CONFIG_FILE}",
