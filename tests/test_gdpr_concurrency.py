@@ -63,7 +63,9 @@ def test_deletes_run_beside_a_live_stream_and_compaction_brings_nothing_back(
             }
         )
     )
-    settings = load_settings(config, assignments=TEST_SPARK_CONF)
+    # The table before the deletes is written in this process in one batch (the stream process keeps
+    # its fifteen messages a batch, so that it commits many times while the deletes run).
+    settings = load_settings(config, assignments=[*TEST_SPARK_CONF, "kafka.max_offsets_per_trigger=10000"])
     send(kafka_bootstrap, topic, [encode(b) for b in before])
     run(settings, once=True)
 
