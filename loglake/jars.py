@@ -184,6 +184,8 @@ def resolve(jar_set: JarSet) -> list[Path]:
                 if _artifact_name(jar.name) in have:
                     jar.unlink()
         (out / ".complete").write_text("\n".join(jar_set.coordinates) + "\n")
+        if marker.exists():
+            return sorted(target.glob("*.jar"))  # another process resolved it meanwhile and may be using it
         if target.exists():
             shutil.rmtree(target)
         out.rename(target)

@@ -7,9 +7,11 @@ from a skip into a failure, so a broken engine cannot pass CI silently.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,8 +55,14 @@ def require_engine() -> None:
 
 
 def build_images(*names: str, timeout: float = 1800) -> None:
-    """deploy/compose/local/build-images.sh for ``names`` (all without): quick once the layers exist."""
-    proc = subprocess.run([str(BUILD_IMAGES), *names], capture_output=True, text=True, timeout=timeout)
+    """deploy/compose/local/build-images.sh for ``names`` (all without): quick once the layers exist.
+
+    Under a lock: the suite's two workers may both need an image, and two builds of the same base
+    image would debootstrap into one folder."""
+    lock = Path(tempfile.gettempdir()) / "loglake-build-images.lock"
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        proc = subprocess.run([str(BUILD_IMAGES), *names], capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         pytest.fail(f"building the local images failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
     print(proc.stdout, end="")
