@@ -1,8 +1,10 @@
-"""The ingest job on a Spark standalone cluster: a master and two workers, each its own JVM.
+"""The ingest job submitted as on EMR, to a Spark standalone cluster: a master and two workers, each its own JVM.
 
-Started with PySpark's own ``spark-class`` (no local mode anywhere): executors run in the workers'
-JVMs and fetch the jars from the driver, so a write path that depended on driver-only state (a
-static, a local object, a file only the driver can see) would fail or lose rows here.
+The cluster is started with PySpark's own ``spark-class`` (no local mode anywhere), and the job with
+``spark-submit`` and the EMR entry point (``deploy/emr/loglake_submit.py``), the jars given by
+``--jars`` and loglake told not to bring its own. Executors run in the workers' JVMs and fetch the
+jars from the driver, so a write path that depended on driver-only state (a static, a local object,
+a file only the driver can see) would fail or lose rows here.
 """
 
 from __future__ import annotations
@@ -20,13 +22,17 @@ from typing import Any
 import pytest
 from builders import encode, expected_rows, make_batches, normalize, read_hudi_rs, send
 
+from loglake import jars
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+ENTRY = Path(__file__).parents[1] / "deploy" / "emr" / "loglake_submit.py"
 
-def _spark_class() -> str:
+
+def _spark_bin(name: str) -> str:
     import pyspark
 
-    return str(Path(pyspark.__file__).parent / "bin" / "spark-class")
+    return str(Path(pyspark.__file__).parent / "bin" / name)
 
 
 def _state(ui: str) -> dict[str, Any]:
@@ -48,7 +54,7 @@ def standalone(tmp_path: Path) -> Iterator[tuple[str, str]]:
     procs = [
         subprocess.Popen(
             [
-                _spark_class(),
+                _spark_bin("spark-class"),
                 "org.apache.spark.deploy.master.Master",
                 "--host",
                 "127.0.0.1",
@@ -75,7 +81,7 @@ def standalone(tmp_path: Path) -> Iterator[tuple[str, str]]:
             procs.append(
                 subprocess.Popen(
                     [
-                        _spark_class(),
+                        _spark_bin("spark-class"),
                         "org.apache.spark.deploy.worker.Worker",
                         "--host",
                         "127.0.0.1",
@@ -104,7 +110,7 @@ def standalone(tmp_path: Path) -> Iterator[tuple[str, str]]:
         log.close()
 
 
-def test_ingest_on_a_standalone_cluster_writes_every_record_once(
+def test_spark_submit_to_a_standalone_cluster_writes_every_record_once(
     kafka_bootstrap: str, topic_factory: Any, standalone: tuple[str, str], tmp_path: Path
 ) -> None:
     master, ui = standalone
@@ -119,27 +125,36 @@ def test_ingest_on_a_standalone_cluster_writes_every_record_once(
                 "kafka": {"bootstrap_servers": kafka_bootstrap, "topic": topic, "max_offsets_per_trigger": 25},
                 "table": {"path": str(table)},
                 "metrics": {"port": 0},
-                "spark": {
-                    "conf": {
-                        "spark.master": master,
-                        "spark.driver.memory": "1g",
-                        "spark.executor.memory": "768m",
-                        "spark.executor.cores": "1",
-                        "spark.sql.shuffle.partitions": "4",
-                        "spark.ui.enabled": "false",
-                    }
-                },
+                # As on EMR: spark-submit brings the jars, loglake is told not to.
+                "spark": {"jars": "provided", "conf": {"spark.sql.shuffle.partitions": "4"}},
             }
         )
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "app.cli", "ingest", "--config", str(config), "--once"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    command = [
+        _spark_bin("spark-submit"),
+        "--master",
+        master,
+        "--driver-memory",
+        "1g",
+        "--executor-memory",
+        "768m",
+        "--executor-cores",
+        "1",
+        "--conf",
+        "spark.ui.enabled=false",
+        "--jars",
+        ",".join(str(p) for p in jars.resolve(jars.SPARK_JARS)),
+        str(ENTRY),
+        "ingest",
+        "--config",
+        str(config),
+        "--once",
+    ]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = json.loads(proc.stdout[proc.stdout.index("{") :])
+    # spark-submit merges the Python driver's stderr into its stdout: the report is the last JSON there.
+    report = json.loads(proc.stdout[proc.stdout.rindex("\n{\n") :])
     expected = expected_rows(batches)
     assert report["records_written"] == len(expected) and report["rows_quarantined"] == 1
     assert report["batches"] >= 3
