@@ -4,7 +4,9 @@ down with its volumes.
 
 The images are the ones ``deploy/compose/local/build-images.sh`` builds (no registry is reachable
 here), mapped onto the public names by ``deploy/compose/local.yml``: the same commands docs/operations.md ("Containers")
-gives. The table is read back from the host through the stack's published S3 port with hudi-rs.
+gives. Every job reaches the store through s3a:// (SeaweedFS's S3 gateway). The tables are read back
+from the host through the stack's published S3 port with hudi-rs (no Spark), and after the erasure
+every object of the bucket is copied out and searched raw.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from builders import read_hudi_rs, s3_options
+from builders import raw_hits, read_hudi_rs, s3_options
 from docker_support import ROOT, build_images, compose_client, docker_cli, require_engine
+from pyarrow import fs
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -61,6 +64,24 @@ def _prometheus(query: str) -> list[dict[str, Any]]:
     body = json.loads(_get(f"{PROMETHEUS}/api/v1/query?{urllib.parse.urlencode({'query': query})}"))
     result: list[dict[str, Any]] = body["data"]["result"]
     return result
+
+
+def _copy_bucket(bucket: str, target: Path) -> int:
+    """Every object of ``bucket`` copied under ``target``, through the published S3 port; how many."""
+    s3 = fs.S3FileSystem(
+        access_key=S3["aws_access_key_id"],
+        secret_key=S3["aws_secret_access_key"],
+        endpoint_override=S3["aws_endpoint"].removeprefix("http://"),
+        scheme="http",
+        region="us-east-1",
+    )
+    files = [i for i in s3.get_file_info(fs.FileSelector(bucket, recursive=True)) if i.type == fs.FileType.File]
+    for info in files:
+        local = target / info.path
+        local.parent.mkdir(parents=True, exist_ok=True)
+        with s3.open_input_stream(info.path) as stream:
+            local.write_bytes(stream.read())
+    return len(files)
 
 
 def _listening(port: int) -> bool:
@@ -118,8 +139,14 @@ def stack() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
         assert not left, f"down -v left volumes {left}"
 
 
-def test_the_stack_ingests_compacts_reports_and_erases(stack: Any) -> None:
+def test_the_stack_ingests_compacts_reports_and_erases(stack: Any, tmp_path: Path) -> None:
     logs = stack.logs
+    send = (
+        "import sys; from confluent_kafka import Producer; p = Producer({'bootstrap.servers': 'kafka:9092'}); "
+        "p.produce(sys.argv[1], sys.argv[2].encode()); sys.exit(p.flush(30))"
+    )
+    # A message that is no log batch: quarantined on S3, the stream goes on.
+    stack("run", "--rm", "--entrypoint", "python", "produce", "-c", send, "logs", "not a log batch")
     produced = stack(
         "run",
         "--rm",
@@ -142,6 +169,8 @@ def test_the_stack_ingests_compacts_reports_and_erases(stack: Any) -> None:
 
     rows = _wait(f"the table on S3 did not hold the {records} records produced", all_rows, 420, logs)
     assert len({r["record_key"] for r in rows}) == records
+    quarantined = read_hudi_rs(f"{TABLE}_quarantine", S3).to_pylist()
+    assert [r["raw_value"] for r in quarantined] == [b"not a log batch"]
 
     # Prometheus scrapes the ingest service by its compose name.
     def scraped() -> float | None:
@@ -162,11 +191,7 @@ def test_the_stack_ingests_compacts_reports_and_erases(stack: Any) -> None:
     user = rows[0]["user_id"]
     theirs = sum(1 for r in rows if r["user_id"] == user)
     request = json.dumps({"request_id": "compose-1", "user_id": user})
-    send = (
-        "import sys; from confluent_kafka import Producer; p = Producer({'bootstrap.servers': 'kafka:9092'}); "
-        "p.produce('erasure-requests', sys.argv[1].encode()); sys.exit(p.flush(30))"
-    )
-    stack("run", "--rm", "--entrypoint", "python", "produce", "-c", send, request)
+    stack("run", "--rm", "--entrypoint", "python", "produce", "-c", send, "erasure-requests", request)
     erased = stack("--profile", "gdpr", "run", "--rm", "gdpr", timeout=900)
     result = json.loads(erased.stdout[erased.stdout.index("{") :])
     assert result["records_deleted"] == theirs > 0
@@ -175,3 +200,6 @@ def test_the_stack_ingests_compacts_reports_and_erases(stack: Any) -> None:
     left = read_hudi_rs(TABLE, S3).to_pylist()
     assert not [r for r in left if r["user_id"] == user]
     assert len(left) == records - theirs
+    # The test's own raw search of every object in the bucket: tables, quarantine, ledger, checkpoints.
+    assert _copy_bucket("lake", tmp_path / "lake") > 0
+    assert raw_hits(str(tmp_path / "lake"), [user]) == 0
