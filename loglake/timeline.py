@@ -36,7 +36,10 @@ def meta_client(spark: SparkSession, path: str) -> Any:
 
 
 def _instants(timeline: Any) -> list[str]:
-    return sorted(str(i.requestedTime()) for i in timeline.getInstants())
+    # By index: iterating a Java list from Python ends in an exception that PySpark's error handler
+    # classifies with a dozen JVM class lookups: 91 -> 21 ms for the health read after every batch.
+    instants = timeline.getInstants()
+    return sorted(str(instants.get(i).requestedTime()) for i in range(instants.size()))
 
 
 def instant_epoch_seconds(spark: SparkSession, instant: str) -> float:
