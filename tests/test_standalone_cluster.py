@@ -152,8 +152,9 @@ def test_spark_submit_to_a_standalone_cluster_writes_every_record_once(
         "--once",
     ]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    # spark-submit merges the Python driver's stderr into its stdout: the report is the last JSON there.
+    # spark-submit merges the Python driver's stderr into its stdout: its error line and log are
+    # there, and the report is the last JSON there.
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     report = json.loads(proc.stdout[proc.stdout.rindex("\n{\n") :])
     expected = expected_rows(batches)
     assert report["records_written"] == len(expected) and report["rows_quarantined"] == 1
