@@ -11,6 +11,7 @@ and unpacked into a versioned folder of their own (:func:`resolve_archive`).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -209,7 +210,8 @@ def resolve_archive(coordinate: str, name: str) -> Path:
 
     The archive is fetched with Maven (so ``~/.m2`` and any mirror settings apply) and unpacked in a
     temporary folder that is renamed into place with its ``.complete`` marker: an interrupted
-    download or unpack never looks complete, and the next call starts over.
+    download or unpack never looks complete, and the next call starts over. Concurrent callers
+    (processes too) wait for one fetch under a lock file beside the folder.
 
     Args:
         coordinate: ``group:artifact:version:tar.gz[:classifier]``.
@@ -223,6 +225,16 @@ def resolve_archive(coordinate: str, name: str) -> Path:
         return target
     mvn = _mvn()
     target.parent.mkdir(parents=True, exist_ok=True)
+    # One fetch at a time per archive: a second caller (another command, another test worker, a
+    # prefetch) waits for the first instead of downloading the same hundreds of MB beside it.
+    with (target.parent / f".{name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / ".complete").exists():
+            return target
+        return _fetch_archive(mvn, coordinate, name, target)
+
+
+def _fetch_archive(mvn: str, coordinate: str, name: str, target: Path) -> Path:
     log.info("fetching %s with Maven into %s (once; later starts need no network)", coordinate, target)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}-") as tmp:
         work = Path(tmp)
@@ -255,9 +267,7 @@ def resolve_archive(coordinate: str, name: str) -> Path:
         except (tarfile.TarError, OSError) as exc:
             raise SetupError(f"could not unpack {archives[0].name} ({coordinate}): {exc}") from exc
         (out / ".complete").write_text(coordinate + "\n")
-        if (target / ".complete").exists():
-            return target  # another process unpacked it meanwhile; it may already be running from it
-        if target.exists():
+        if target.exists():  # an interrupted unpack of an earlier run
             shutil.rmtree(target)
         out.rename(target)
     return target

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -76,12 +78,73 @@ def serving(
         proc.wait(timeout=30)
 
 
+# The order ``make test`` hands modules to its two workers (each takes the next when it runs dry):
+# the longest first, measured on 2 cores, so that no long module starts last and runs on alone, except
+# that the modules needing Trino or the images come a few minutes in, when tests/warmup.py has them.
+# Modules not named follow, those with a slow test first.
+MODULE_ORDER = (
+    "test_gdpr_erasure.py",
+    "test_compaction.py",
+    "test_ingest_resilience.py",
+    "test_gdpr_concurrency.py",
+    "test_catalog.py",
+    "test_compose_stack.py",
+    "test_gdpr_job.py",
+    "test_exactly_once.py",
+    "test_schema_registry.py",
+    "test_standalone_cluster.py",
+    "test_ingest_job.py",
+    "test_ingest_parse.py",
+    "test_custom_log_schema.py",
+    "test_dashboards.py",
+    "test_trino_server.py",
+    "test_custom_shape_commands.py",
+    "test_metastore_server.py",
+)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules with a slow test first (whole modules, each in its own order): ``make test`` hands
-    modules to two workers in this order, and a long module started last would run on alone."""
+    """Whole modules in ``MODULE_ORDER``, each keeping its own order of tests."""
     slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_modules)
+
+    def position(item: pytest.Item) -> tuple[int, bool]:
+        name = item.path.name
+        return (MODULE_ORDER.index(name) if name in MODULE_ORDER else len(MODULE_ORDER), item.path not in slow_modules)
+
+    items.sort(key=position)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start tests/warmup.py for what the collected tests will need (servers' archives, images),
+    once per run (``make test``'s workers both collect): it fetches beside the first tests."""
+    fixtures = set().union(*(item.fixturenames for item in session.items)) if session.items else set()
+    needs = [need for fixture, need in WARMUP if fixture in fixtures]
+    if any(item.get_closest_marker("docker") for item in session.items):
+        needs.append("images")
+    if not needs or session.config.option.collectonly:
+        return
+    workerinput = getattr(session.config, "workerinput", None)
+    run = workerinput["testrunuid"] if workerinput else uuid.uuid4().hex
+    log = Path(tempfile.gettempdir()) / f"loglake-warmup-{run}.log"
+    try:
+        fd = os.open(log, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return  # the other worker started it
+    with os.fdopen(fd, "wb") as out:
+        # Its own session: it outlives the worker that started it if that one finishes first.
+        subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("warmup.py")), *needs],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+# Which fixture needs which download of tests/warmup.py.
+WARMUP = (("schema_registry", "registry"), ("hive_metastore", "metastore"), ("trino", "trino"))
 
 
 @pytest.fixture(autouse=True)

@@ -24,6 +24,9 @@ BUILD_IMAGES = ROOT / "deploy" / "compose" / "local" / "build-images.sh"
 # Read at import: the tests' autouse fixture hides LOGLAKE_* variables from the tests themselves.
 REQUIRED = os.environ.get("LOGLAKE_TEST_DOCKER", "") == "require"
 KAFKA_IMAGE = "loglake-local/kafka:3.9.1"
+# Held while images build: the suite's two workers and its warm-up (tests/warmup.py) may all want
+# them, and two builds of the same base image would debootstrap into one folder.
+BUILD_LOCK = Path(tempfile.gettempdir()) / "loglake-build-images.lock"
 
 
 def docker_cli() -> str | None:
@@ -55,12 +58,9 @@ def require_engine() -> None:
 
 
 def build_images(*names: str, timeout: float = 1800) -> None:
-    """deploy/compose/local/build-images.sh for ``names`` (all without): quick once the layers exist.
-
-    Under a lock: the suite's two workers may both need an image, and two builds of the same base
-    image would debootstrap into one folder."""
-    lock = Path(tempfile.gettempdir()) / "loglake-build-images.lock"
-    with lock.open("a") as held:
+    """deploy/compose/local/build-images.sh for ``names`` (all without), under ``BUILD_LOCK``: quick
+    once the layers exist."""
+    with BUILD_LOCK.open("a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         proc = subprocess.run([str(BUILD_IMAGES), *names], capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:

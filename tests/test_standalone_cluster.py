@@ -110,6 +110,19 @@ def standalone(tmp_path: Path) -> Iterator[tuple[str, str]]:
         log.close()
 
 
+def _failure(output: str, work: Path) -> str:
+    """What a failed submit said: its exception lines (a JVM stack's frames hide them from a tail),
+    its last lines, and the end of each executor's stderr, where a task's own error lands."""
+    causes = [
+        line for line in output.splitlines() if ("Error" in line or "Exception" in line) and not line.startswith("\t")
+    ]
+    executors = "".join(
+        f"\n--- {log.relative_to(work)}:\n{log.read_text(errors='replace')[-1500:]}"
+        for log in sorted(work.glob("app-*/*/stderr"))
+    )
+    return "\n".join(causes[:20]) + "\n--- last lines:\n" + output[-1500:] + executors
+
+
 def test_spark_submit_to_a_standalone_cluster_writes_every_record_once(
     kafka_bootstrap: str, topic_factory: Any, standalone: tuple[str, str], tmp_path: Path
 ) -> None:
@@ -154,7 +167,7 @@ def test_spark_submit_to_a_standalone_cluster_writes_every_record_once(
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     # spark-submit merges the Python driver's stderr into its stdout: its error line and log are
     # there, and the report is the last JSON there.
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert proc.returncode == 0, _failure(proc.stdout + proc.stderr, tmp_path / "work")
     report = json.loads(proc.stdout[proc.stdout.rindex("\n{\n") :])
     expected = expected_rows(batches)
     assert report["records_written"] == len(expected) and report["rows_quarantined"] == 1
