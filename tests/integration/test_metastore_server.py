@@ -89,6 +89,8 @@ def spark_client(hive_metastore: str, tmp_path_factory: pytest.TempPathFactory) 
     """Run :data:`SPARK_CLIENT` once against the session's metastore; its result and database name."""
     work = tmp_path_factory.mktemp("spark-client")
     database = f"probe_{uuid.uuid4().hex[:8]}"
+    # Other modules of this worker may have registered databases in the session's metastore already.
+    before = metastore_server.list_databases(hive_metastore)
     proc = subprocess.run(
         [sys.executable, "-c", SPARK_CLIENT, hive_metastore, str(work / "warehouse"), database],
         capture_output=True,
@@ -97,7 +99,7 @@ def spark_client(hive_metastore: str, tmp_path_factory: pytest.TempPathFactory) 
         cwd=work,  # Spark's own leftovers (derby.log, spark-warehouse) stay out of the repo
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return {"database": database, **json.loads(proc.stdout.strip().splitlines()[-1])}
+    return {"database": database, "before": before, **json.loads(proc.stdout.strip().splitlines()[-1])}
 
 
 def test_start_is_idempotent(hive_metastore: str, hive_metastore_dir: Path) -> None:
@@ -115,7 +117,8 @@ def test_spark_creates_a_database_and_a_partitioned_table_through_it(
     spark_client: dict[str, Any], hive_metastore: str, hive_metastore_dir: Path
 ) -> None:
     database = spark_client["database"]
-    assert spark_client["databases"] == sorted(["default", database])
+    assert "default" in spark_client["before"]
+    assert spark_client["databases"] == sorted([*spark_client["before"], database])
     assert spark_client["tables"] == ["events"]
     assert spark_client["partitions"] == ["level=info", "level=warn"]
     assert spark_client["info_rows"] == 2
