@@ -307,10 +307,24 @@ def test_verification_finds_a_leftover_wherever_it_hides(
     files = storage.list_files(spark, path) + storage.list_files(spark, settings.table.effective_quarantine_path)
     files = [f for f in files if not f.name.endswith(".crc")]
 
+    # Every probe in one scan, as a purge checks its requests: each hit names its request.
+    probes = [
+        ("user_id", "in-base"),
+        ("user_id", "in-log"),
+        ("user_id", "deleted-not-purged"),
+        ("client_ip", "!10.9.9.9"),
+        ("user_id", "in-quarantine"),
+        ("email", "text-only@example.com"),
+        ("user_id", "in-bas"),
+        ("user_id", "bystander-1"),
+    ]
+    lines = "\n".join(json.dumps({"request_id": f"p{i}", kind: value}) for i, (kind, value) in enumerate(probes))
+    checked = verify(spark, files, matcher_for(parse_text(lines, "r.jsonl").requests), message_decoders())
+    assert checked.hits == len(checked.hit_list)  # none left off the list
+
     def hits_of(kind: str, value: str) -> list[dict[str, str]]:
-        request = parse_text(json.dumps({"request_id": "x", kind: value}), "r.jsonl").requests
-        checked = verify(spark, files, matcher_for(request), message_decoders())
-        return checked.hit_list
+        request_id = f"p{probes.index((kind, value))}"
+        return [h for h in checked.hit_list if h["request_id"] == request_id]
 
     def where(hits: list[dict[str, str]]) -> set[tuple[str, str, str]]:
         def place(file: str) -> str:
