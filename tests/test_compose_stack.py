@@ -100,10 +100,11 @@ def stack() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
     if taken:
         pytest.fail(f"ports {taken} on 127.0.0.1 are taken; the stack publishes {PUBLISHED_PORTS}")
     build_images()
-    # As docs/operations.md runs it: both files through COMPOSE_FILE; a project name of its own.
+    # As docs/operations.md runs it: both files through COMPOSE_FILE; a project name of its own; and
+    # tests/compose-test.yml, which only gives the stack's JVMs the suite's quick-start flags.
     env = {
         **os.environ,
-        "COMPOSE_FILE": "docker-compose.yml:deploy/compose/local.yml",
+        "COMPOSE_FILE": "docker-compose.yml:deploy/compose/local.yml:tests/compose-test.yml",
         "COMPOSE_PROJECT_NAME": f"loglaketest{uuid.uuid4().hex[:6]}",
     }
 
