@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -144,6 +145,21 @@ def read_hudi_rs(path: str, storage_options: dict[str, str] | None = None) -> pa
     table = HudiTableBuilder.from_base_uri(path).with_storage_options(storage_options or {}).build()
     batches = table.read()
     return pa.Table.from_batches(batches) if batches else pa.table({})
+
+
+def read_live_hudi_rs(path: str, timeout: float = 30) -> pa.Table:
+    """:func:`read_hudi_rs` of a table a writer is committing to on the local disk. Hudi 1.0 writes a
+    completed instant's file in place there (through a temporary file and a rename on HDFS only; an
+    S3 PUT appears whole), so a reader can meet it before its bytes and fail on its commit metadata;
+    such a read is tried again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return read_hudi_rs(path)
+        except Exception as exc:  # hudi-rs does not export HudiCoreError
+            if "Commit metadata error" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def _parquet_values(blob: bytes) -> list[str]:

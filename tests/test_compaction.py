@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from builders import encode, expected_rows, make_batches, normalize, read_hudi_rs, send
+from builders import encode, expected_rows, make_batches, normalize, read_hudi_rs, read_live_hudi_rs, send
 from prometheus_client.parser import text_string_to_metric_families
 
 from compaction.job import CLUSTERING_SKIPPED_BUCKET, run_compact
@@ -104,7 +104,7 @@ def test_compaction_catches_up_beside_a_live_stream_and_changes_no_row(
         while True:
             if stream.poll() is not None:
                 pytest.fail(f"the stream died ({stream.returncode}):\n{log.read_text()[-3000:]}")
-            got = {r["record_key"]: normalize(r) for r in read_hudi_rs(table).to_pylist()}
+            got = {r["record_key"]: normalize(r) for r in read_live_hudi_rs(table).to_pylist()}
             if set(wanted) <= set(got) or time.monotonic() > deadline:
                 break
             time.sleep(2)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import encode, expected_rows, make_batches, normalize, read_hudi_rs, send
+from builders import encode, expected_rows, make_batches, normalize, read_hudi_rs, read_live_hudi_rs, send
 
 from gdpr.job import run_delete
 from gdpr.requests import parse_text
@@ -99,7 +99,7 @@ def test_deletes_run_beside_a_live_stream_and_compaction_brings_nothing_back(
             if stream.poll() is not None:
                 pytest.fail(f"the stream died ({stream.returncode}):\n{log.read_text()[-3000:]}")
             try:
-                got = {r["record_key"]: normalize(r) for r in read_hudi_rs(str(table)).to_pylist()}
+                got = {r["record_key"]: normalize(r) for r in read_live_hudi_rs(str(table)).to_pylist()}
             except Exception as exc:  # hudi-rs can meet a commit file the stream is still writing
                 if "Commit metadata error" not in str(exc) or time.monotonic() > deadline:
                     raise

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import NOW_MS, encode, expected_rows, make_batches, read_hudi_rs, send
+from builders import NOW_MS, encode, expected_rows, make_batches, read_hudi_rs, read_live_hudi_rs, send
 from conftest import free_port
 
 from bench.fat_message import filled_batch, minimal_batch
@@ -287,7 +287,7 @@ def test_broker_outage_reads_as_kafka_down_and_unknown_lag_then_recovers(tmp_pat
         wait_for("recovered", lambda s: s.get(up) == 1 and s.get(lag) == 0)
         deadline = time.monotonic() + 120
         expected = set(expected_rows(first + second))
-        while set(read_hudi_rs(str(tmp_path / "logs")).column("record_key").to_pylist()) != expected:
+        while set(read_live_hudi_rs(str(tmp_path / "logs")).column("record_key").to_pylist()) != expected:
             assert time.monotonic() < deadline, "not every record arrived after the outage"
             time.sleep(2)
         assert "does not answer" in log.read_text() and "answers again" in log.read_text()
