@@ -64,27 +64,30 @@ def test_empty_record_list_yields_no_rows(spark: Any) -> None:
     assert stage(spark, [encode(batch)]) == []
 
 
-@pytest.mark.parametrize(
-    ("mangle", "code", "words"),
-    [
-        (lambda p: p + b"\x00\x01", parse.REASON_TRAILING, "trailing data"),
-        (lambda p: p[: len(p) // 2], parse.REASON_NOT_AVRO, "truncated"),
-        (lambda p: b"", parse.REASON_NOT_AVRO, "not a binary-Avro"),
-        (lambda p: b"hello, not avro at all", parse.REASON_NOT_AVRO, "not a binary-Avro"),
-        (lambda p: b'{"batch_id": "x"}', parse.REASON_NOT_AVRO, "not a binary-Avro"),
-        # A string length of about 2^31 must fail cleanly, not allocate.
-        (lambda p: b"\x02a\xfe\xff\xff\xff\x0f", parse.REASON_NOT_AVRO, "not a binary-Avro"),
-    ],
-)
-def test_undecodable_avro_is_quarantined_with_reason(spark: Any, mangle: Any, code: str, words: str) -> None:
-    batches = make_batches(2, seed=4)
-    payloads = [encode(batches[0]), mangle(encode(batches[1]))]
+UNDECODABLE = [
+    (lambda p: p + b"\x00\x01", parse.REASON_TRAILING, "trailing data"),
+    (lambda p: p[: len(p) // 2], parse.REASON_NOT_AVRO, "truncated"),
+    (lambda p: b"", parse.REASON_NOT_AVRO, "not a binary-Avro"),
+    (lambda p: b"hello, not avro at all", parse.REASON_NOT_AVRO, "not a binary-Avro"),
+    (lambda p: b'{"batch_id": "x"}', parse.REASON_NOT_AVRO, "not a binary-Avro"),
+    # A string length of about 2^31 must fail cleanly, not allocate.
+    (lambda p: b"\x02a\xfe\xff\xff\xff\x0f", parse.REASON_NOT_AVRO, "not a binary-Avro"),
+]
+
+
+def test_undecodable_avro_is_quarantined_with_reason(spark: Any) -> None:
+    # Every kind in one micro-batch, as they arrive: each is judged on its own bytes.
+    batches = make_batches(1 + len(UNDECODABLE), seed=4)
+    mangled = [mangle(encode(b)) for (mangle, _, _), b in zip(UNDECODABLE, batches[1:], strict=True)]
+    payloads = [encode(batches[0]), *mangled]
     rows = stage(spark, payloads)
-    [q] = bad(rows)
-    assert (q["reason_code"], q["kafka_offset"], q["record_index"]) == (code, 1, None)
-    assert words in q["reason"]
-    assert q["raw_value"] == payloads[1]
-    # The good message next to it is untouched.
+    quarantined = bad(rows)
+    assert len(quarantined) == len(UNDECODABLE)
+    for offset, (q, (_, code, words)) in enumerate(zip(quarantined, UNDECODABLE, strict=True), start=1):
+        assert (q["reason_code"], q["kafka_offset"], q["record_index"]) == (code, offset, None)
+        assert words in q["reason"], (offset, q["reason"])
+        assert q["raw_value"] == payloads[offset]
+    # The good message next to them is untouched.
     assert {r["record_key"] for r in good(rows)} == set(expected_rows(batches[:1]))
 
 
