@@ -126,6 +126,18 @@ def _cmd_table_summary(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_table_upgrade(args: argparse.Namespace) -> int:
+    from loglake.settings import load_settings
+    from loglake.spark import get_spark
+    from loglake.upgrade import upgrade_tables
+
+    settings = load_settings(args.config, overrides={"table.path": args.table_path}, assignments=args.set)
+    spark = get_spark(settings, app_name=f"loglake-table-upgrade[{settings.table.name}]")
+    result = upgrade_tables(spark, settings, args.to)
+    _print_json({**asdict(result), "upgraded": result.upgraded})
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from app.demo import run_demo
 
@@ -523,13 +535,23 @@ def _add_deploy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
 
 
 def _add_table_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    table = sub.add_parser("table", help="inspect the log table")
+    table = sub.add_parser("table", help="inspect the log table, or move it to a newer table version")
     tsub = table.add_subparsers(dest="table_command", required=True)
     p = tsub.add_parser("summary", help="read the table back and print counts per partition")
     p.add_argument("--config", type=Path)
     p.add_argument("--table-path")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(handler=_cmd_table_summary)
+    p = tsub.add_parser(
+        "upgrade",
+        help="move the log table, its quarantine and the erasure ledger to a newer Hudi table version, once "
+        "(stop every writer first: the writers never upgrade a table themselves)",
+    )
+    p.add_argument("--config", type=Path)
+    p.add_argument("--table-path")
+    p.add_argument("--to", type=int, default=9, choices=[8, 9], help="table version to move to (default 9)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(handler=_cmd_table_upgrade)
 
 
 def _from_the_jvm(exc: BaseException) -> bool:

@@ -173,7 +173,7 @@ def run_round(spark: SparkSession, settings: Settings, *, schedule: bool) -> Rou
         result.files_cleaned = sum(int(r["total_files_deleted"] or 0) for r in rows)
         timer.lap("clean")
 
-    if settings.compaction.archive and (table.table_version(spark, path) or 8) < 8:
+    if settings.compaction.archive and (settings.table.version or table.CURRENT_VERSION) < 8:
         # Hudi 1.0.2's archive_commits builds a version-8 writer and refuses a version-6 table; its
         # writers archive as they commit instead (hoodie.archive.automatic).
         log.info("archiving of %s left to its writers: Hudi's archive_commits needs table version 8", path)
@@ -228,6 +228,7 @@ def run_compact(
         if not loop:
             raise TableError(problem)
         _wait_for_table(spark, settings, path, sleep)
+    settings = table.resolve_version(spark, settings, path)
     started = time.monotonic()
     small = int(table.service_options(settings).get("hoodie.parquet.small.file.limit", SMALL_FILE_LIMIT))
     before = timeline.health(spark, path)

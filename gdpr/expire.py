@@ -82,6 +82,7 @@ def run_expire(
     spark = spark or get_spark(settings, app_name=f"loglake-gdpr-expire[{settings.table.name}]")
     if not table.table_exists(spark, path):
         raise TableError(f"table.path={path} is not a Hudi table (no .hoodie/hoodie.properties there); nothing dropped")
+    settings = table.resolve_version(spark, settings, path)
     cutoff = (today or datetime.now(UTC).date()) - timedelta(days=days)
     partitions = [p for p in storage.list_dirs(spark, path) if not p.startswith(".")]
     old = expired_partitions(partitions, cutoff)

@@ -197,6 +197,7 @@ def run_delete(
     spark = spark or get_spark(settings, app_name=f"loglake-gdpr[{settings.table.name}]")
     if not table.table_exists(spark, path):
         raise TableError(f"table.path={path} is not a Hudi table (no .hoodie/hoodie.properties there); nothing deleted")
+    settings = table.resolve_version(spark, settings, path, settings.table.effective_quarantine_path)
     run_id = uuid.uuid4().hex
     timer = StageTimer()
     requests = parsed.requests

@@ -38,7 +38,9 @@ PURGE_CATALOG_PREFIX = "loglake_purge_logs"
 # before the delete can leave the delete block on top of the base file it writes, which the next
 # round then compacts.
 MAX_COMPACTION_ROUNDS = 3
-_LOG_PATH = re.compile(r"pathStr='([^']+)'")
+# The file-system view prints log files as HoodieLogFile(pathStr=..., fileSize=...): quoted in Hudi 1.0,
+# bare in 1.2.
+_LOG_PATH = re.compile(r"pathStr='?(.+?)'?, fileSize=")
 
 
 @dataclass

@@ -88,8 +88,7 @@ def _run(settings: Settings, shape: LogShape, *, once: bool, metrics: IngestMetr
     prom.serve(metrics.registry, settings.metrics.port, settings.metrics.host)
 
     spark = get_spark(settings, app_name=f"loglake-ingest[{settings.table.name}]")
-    for path in (table_path, settings.table.effective_quarantine_path):
-        table.check_version(spark, settings, path)
+    settings = table.resolve_version(spark, settings, table_path, settings.table.effective_quarantine_path)
     queue_age = QueueAge(settings.kafka.bootstrap_servers)
     writer = BatchWriter(settings, metrics, shape)
     probe = KafkaProbe(settings.kafka, metrics)

@@ -29,7 +29,7 @@ SPARK_VERSION = "3.5.7"
 SCALA_BINARY = "2.12"
 # Hudi 1.0.2 is what Amazon EMR 7.11+ ships with Spark 3.5: tables stay readable and writable by
 # the Hudi that EMR users already run. 1.0.0 had a MOR writer regression (HUDI-8819).
-HUDI_VERSION = "1.0.2"
+HUDI_VERSION = "1.2.0"
 KAFKA_VERSION = "3.9.1"
 MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
 # The local schema registry (devservers.registry_server). Apicurio publishes it as a Quarkus application

@@ -121,12 +121,15 @@ class TableSettings(_Model):
         description="Attempts of a commit that loses an optimistic-concurrency conflict to another writer "
         "(the stream and the GDPR job alike).",
     )
-    version: Literal[6, 8] = Field(
-        default=8,
-        description="Hudi table version of the log and quarantine tables, fixed when they are created. 8 is "
-        "Hudi 1.0's own layout. 6 is the 0.x layout that Hudi 1.0 still writes: Athena (Hudi 0.14/0.15 "
-        "readers) and Trino up to 476 read only that; it gives up the LSM timeline and the compaction job's "
-        "explicit archiving (writers archive as they commit).",
+    version: Literal[6, 8, 9] | None = Field(
+        default=None,
+        description="Hudi table version of the log and quarantine tables. Unset, a new table is created at 9 "
+        "(Hudi 1.2's own layout) and an existing one is written at the version it has, never upgraded on "
+        "the way (`loglake table upgrade` moves it, once). Set, it is a pin: every job refuses a table of "
+        "another version. 6 is the 0.x layout that Hudi 1.2 still writes: Athena (Hudi 0.14/0.15 readers) "
+        "and Trino up to 476 read only that; it gives up the LSM timeline and the compaction job's explicit "
+        "archiving (writers archive as they commit). 8 is Hudi 1.0's, which Amazon EMR 7.11-7.13's own "
+        "Hudi (1.0.2) reads and writes.",
     )
 
     @field_validator("name")

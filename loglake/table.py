@@ -118,18 +118,16 @@ LOG_TABLE_LAYOUT = {
     "hoodie.combine.before.insert": "false",
     # Spark-native records and Parquet log blocks: no Avro round trip per record, and logs ~6x
     # smaller than Avro blocks. hudi-rs and Spark read them.
-    "hoodie.datasource.write.record.merger.impls": "org.apache.hudi.OverwriteWithLatestSparkRecordMerger",
+    "hoodie.write.record.merge.custom.implementation.classes": "org.apache.hudi.OverwriteWithLatestSparkRecordMerger",
     "hoodie.logfile.data.block.format": "parquet",
     # zstd: as fast as snappy here, and gzip (Hudi's default) cost a third of the write time.
     "hoodie.parquet.compression.codec": "zstd",
-    # Hudi 1.0 builds column and partition statistics of every column into the metadata table: the
+    # Hudi builds column and partition statistics of every column into the metadata table: the
     # min and max of user_id or email are personal data, compressed inside HFiles where an erasure
     # cannot see or reach them. Index only columns that identify no one (ts serves time filters).
     # The list itself comes from the log shape (loglake.shape.stats_columns): LogBatch's by default.
-    # Partition statistics roll the column stats up per event_date, which the partition path already
-    # says; keeping them cost every commit a pass over the touched partitions' stats (2.4 of 18 s of
-    # a 1,000-key delete). Every writer must agree, or the metadata table drops and rebuilds them.
-    "hoodie.metadata.index.partition.stats.enable": "false",
+    # Hudi 1.2 rolls these statistics up per partition too (partition stats, no longer a setting of their
+    # own), over the same columns: no identifier reaches them either.
     # Each write task registers a marker with the timeline server, which batches requests every 50 ms
     # by default: a commit touching 120 file groups spent 1.7 of its 5.7 s waiting for markers.
     "hoodie.markers.timeline_server_based.batch.interval_ms": "5",
@@ -186,19 +184,31 @@ TABLE_SERVICES = {
 }
 
 
-def version_options(settings: Settings) -> dict[str, str]:
-    """The table version of the log and quarantine tables (``table.version``), kept by every writer.
+# What a new table is created at: Hudi 1.2's own version. hudi-rs 0.5 reads it; Athena and Trino 476
+# need 6 (table.version), EMR's own Hudi 1.0.2 needs 8.
+CURRENT_VERSION = 9
+VERSION_NAMES = {6: "SIX", 8: "EIGHT", 9: "NINE"}
 
-    Version 6 also switches off the automatic upgrade: a Hudi 1.0 writer otherwise moves a version-6
-    table to 8 on its first commit, and the readers it was kept for (Athena, Trino 476) lose it.
+
+def version_options(settings: Settings) -> dict[str, str]:
+    """The table version every writer writes (``table.version``, resolved by :func:`resolve_version`).
+
+    Hudi's automatic upgrade stays off for every version: a writer that upgraded the table on its
+    first commit would take it from the other writers still configured for the old version (and a
+    version-6 table from the readers it was kept for). ``loglake table upgrade`` moves it, once.
     """
-    if settings.table.version == 8:
-        return {}
-    return {"hoodie.write.table.version": str(settings.table.version), "hoodie.write.auto.upgrade": "false"}
+    version = settings.table.version or CURRENT_VERSION
+    return {"hoodie.write.table.version": str(version), "hoodie.write.auto.upgrade": "false"}
 
 
 def table_version(spark: SparkSession, path: str) -> int | None:
     """The version in the table's ``hoodie.properties``; None where there is no table yet."""
+    value = table_property(spark, path, "hoodie.table.version")
+    return int(value) if value is not None else None
+
+
+def table_property(spark: SparkSession, path: str, key: str) -> str | None:
+    """One property of the table's ``hoodie.properties``; None where there is no table or no such key."""
     jvm = spark.sparkContext._jvm
     assert jvm is not None
     props_path = jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/.hoodie/hoodie.properties")
@@ -211,23 +221,41 @@ def table_version(spark: SparkSession, path: str) -> int | None:
         props.load(stream)
     finally:
         stream.close()
-    value = props.getProperty("hoodie.table.version")
-    return int(value) if value is not None else None
+    value = props.getProperty(key)
+    return str(value) if value is not None else None
 
 
-def check_version(spark: SparkSession, settings: Settings, path: str) -> None:
-    """Refuse to write a table whose version is not ``table.version``: a version-8 writer would upgrade
-    a version-6 table out of its readers' reach, and a version-6 writer fails on a version-8 table."""
-    found = table_version(spark, path)
-    if found is None or found == settings.table.version:
-        return
-    fix = (
-        f"set table.version={found}, or downgrade it first with Hudi's CALL downgrade_table(table => '<name>', "
-        f"to_version => 'SIX')"
-        if found > settings.table.version
-        else f"set table.version={found} (a version-{settings.table.version} writer would upgrade it)"
-    )
-    raise ConfigError(f"setting table.version={settings.table.version}: the table at {path} is version {found}; {fix}")
+def resolve_version(spark: SparkSession, settings: Settings, *paths: str) -> Settings:
+    """``settings`` with ``table.version`` set to the version its tables are written at.
+
+    Unset, that is the version the log table (the first path) has, or :data:`CURRENT_VERSION` for a
+    table yet to be created; set, it must be the version of every table that exists. Every table of
+    the paths must agree: one writer configuration serves them all.
+    """
+    found = {p: v for p in paths if (v := table_version(spark, p)) is not None}
+    pinned = settings.table.version
+    version: int = pinned if pinned is not None else next(iter(found.values()), CURRENT_VERSION)
+    for path, have in found.items():
+        if have not in VERSION_NAMES:
+            raise ConfigError(
+                f"the table at {path} is version {have}, which loglake does not write (it writes "
+                f"{', '.join(map(str, VERSION_NAMES))}); upgrade it with Hudi's CALL upgrade_table first"
+            )
+        if have == version:
+            continue
+        if pinned is None:
+            fix = f"run `loglake table upgrade --to {max(found.values())}` to bring every table to one version"
+            raise ConfigError(f"the table at {path} is version {have}, beside a version-{version} table; {fix}")
+        fix = (
+            f"set table.version={have}, or upgrade it once with `loglake table upgrade --to {version}`"
+            if have < version
+            else f"set table.version={have}, or downgrade it first with Hudi's CALL downgrade_table(table => "
+            f"'<name>', to_version => '{VERSION_NAMES[version]}')"
+        )
+        raise ConfigError(f"setting table.version={pinned}: the table at {path} is version {have}; {fix}")
+    if version == settings.table.version:
+        return settings
+    return settings.model_copy(update={"table": settings.table.model_copy(update={"version": version})})
 
 
 def lock_options(settings: Settings) -> dict[str, str]:

@@ -188,10 +188,13 @@ def test_stream_registers_tables_and_partitions_read_by_name_by_spark_and_trino(
     left = sum(1 for r in expected.values() if r["event_date"] != DAYS[0] and r["user_id"] != subject)
     assert trino.query(f"SELECT count(*) FROM hudi.{database}.logs_ro") == [(left,)]
 
-    # A writer of Hudi's own version 8 would upgrade the table out of these readers' reach: refused.
+    # Every writer kept the table at 6; a writer pinned to Hudi's own version is refused, never upgrades it
+    # out of these readers' reach.
     assert "hoodie.table.version=6" in (Path(path) / ".hoodie" / "hoodie.properties").read_text()
-    with pytest.raises(ConfigError, match=r"setting table.version=8: the table at .* is version 6"):
-        run(settings_factory(topic, f"catalog.metastore_uris={hive_metastore}"), once=True)
+    with pytest.raises(
+        ConfigError, match=r"setting table.version=9: the table at .* is version 6; set table.version=6"
+    ):
+        run(settings_factory(topic, f"catalog.metastore_uris={hive_metastore}", "table.version=9"), once=True)
 
 
 def test_sync_every_n_batches_registers_after_the_nth_only(

@@ -278,7 +278,7 @@ def test_verification_finds_a_leftover_wherever_it_hides(
     settings: Settings = settings_factory(
         topic,
         "hoodie.logfile.data.block.format=avro",
-        "hoodie.datasource.write.record.merger.impls=org.apache.hudi.common.model.OverwriteWithLatestMerger",
+        "hoodie.write.record.merge.custom.implementation.classes=org.apache.hudi.common.model.OverwriteWithLatestMerger",
         "hoodie.metadata.index.column.stats.column.list=ts,level,client_ip",
     )
     path = settings.table.require_path()

@@ -120,7 +120,7 @@ def test_the_shipped_workstation_settings_file_loads_and_states_the_defaults() -
 
     shipped = load_settings(Path(__file__).resolve().parents[1] / "deploy" / "local" / "loglake.yaml")
     assert shipped.catalog == CatalogSettings()
-    assert shipped.table.version == 8
+    assert shipped.table.version is None
     assert shipped.compaction == CompactionSettings()
     assert shipped.gdpr == GdprSettings()
     assert shipped.ingest == IngestSettings()
