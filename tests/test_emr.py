@@ -18,6 +18,7 @@ from botocore.session import get_session
 from botocore.validate import ParamValidator
 
 from deploy.emr import clusters as emr
+from loglake import jars
 from loglake.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +73,12 @@ def test_stream_stays_up_and_transient_clusters_end_with_their_step() -> None:
         assert args[0] == "spark-submit" and args[4 : 4 + len(command)] == command
     hudi = next(c for c in stream["Configurations"] if c["Classification"] == "hudi-defaults")["Properties"]
     assert hudi["hoodie.write.lock.provider"].endswith("DynamoDBBasedLockProvider")
+    # loglake's own Hudi (and the hudi-aws bundle that holds that lock provider), never EMR's 1.0.2.
+    spark = next(c for c in stream["Configurations"] if c["Classification"] == "spark-defaults")["Properties"]
+    packages = spark["spark.jars.packages"].split(",")
+    assert f"org.apache.hudi:hudi-spark3.5-bundle_2.12:{jars.HUDI_VERSION}" in packages
+    assert f"org.apache.hudi:hudi-aws-bundle:{jars.HUDI_VERSION}" in packages
+    assert "/usr/lib/hudi" not in json.dumps(stream)
 
 
 def test_render_prints_the_requests() -> None:

@@ -145,11 +145,9 @@ def test_spark_submit_to_a_standalone_cluster_writes_every_record_once(
     )
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     spark_jars = jars.resolve(jars.SPARK_JARS)
-    # The Hudi bundle on the JVMs' own class path too: Hudi 1.0's delete-block reader looks its Avro
-    # class up through Avro's class loader, which cannot see a --jars jar when the lookup runs on a
-    # pool thread, and a read of the metadata table then fails on a ClassCastException (HUDI-9119,
-    # fixed in Hudi 1.1). It struck two of three full suite runs, never this test alone.
-    bundle = next(str(p) for p in spark_jars if p.name.startswith("hudi-spark"))
+    # Only --jars, as an EMR step passes them: Hudi 1.0 also needed the bundle on the JVMs' own class
+    # path (its delete-block reader failed on executors with a ClassCastException, HUDI-9119), which
+    # Hudi 1.1 fixed.
     command = [
         _spark_bin("spark-submit"),
         "--master",
@@ -162,10 +160,6 @@ def test_spark_submit_to_a_standalone_cluster_writes_every_record_once(
         "1",
         "--conf",
         "spark.ui.enabled=false",
-        "--driver-class-path",
-        bundle,
-        "--conf",
-        f"spark.executor.extraClassPath={bundle}",
         "--jars",
         ",".join(str(p) for p in spark_jars),
         str(ENTRY),

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from loglake import jars
 from loglake.errors import ConfigError
 
 ClusterKind = Literal["stream", "gdpr", "compaction"]
@@ -42,7 +43,7 @@ class EmrSettings(_Model):
 
     name_prefix: str = "loglake"
     region: str = "eu-west-1"
-    release_label: str = "emr-7.11.0"  # Spark 3.5 + Hudi 1.0.2
+    release_label: str = "emr-7.11.0"  # Spark 3.5.6, Java 17; loglake brings its own Hudi (spark_packages)
     log_uri: str
     subnet_ids: list[str] = Field(min_length=1)
     service_role: str = "EMR_DefaultRole"
@@ -53,7 +54,14 @@ class EmrSettings(_Model):
     settings_file: str  # s3:// path of the loglake.yaml the jobs read
     submit_script: str = "/home/hadoop/loglake_submit.py"
     lock_table: str = "loglake-locks"
-    spark_packages: str = "org.apache.spark:spark-sql-kafka-0-10_2.12:3.5.7,org.apache.spark:spark-avro_2.12:3.5.7"
+    # loglake's Hudi, not the cluster's (EMR 7.11-7.13 ship 1.0.2 in /usr/lib/hudi, off Spark's class
+    # path unless named): the Spark bundle, hudi-aws for the DynamoDB lock, Kafka and Avro.
+    spark_packages: str = ",".join(
+        (
+            *jars.SPARK_JARS.coordinates,
+            f"org.apache.hudi:hudi-aws-bundle:{jars.HUDI_VERSION}",
+        )
+    )
     master: Fleet = Fleet(instance_types=["m7g.xlarge", "m6g.xlarge"], on_demand=1)
     core: Fleet = Fleet(instance_types=["r7g.2xlarge", "r6g.2xlarge"], on_demand=2)
     task: Fleet = Fleet(instance_types=["r7g.2xlarge", "r6g.2xlarge", "r6gd.2xlarge", "m7g.4xlarge"], spot=8)
@@ -123,7 +131,6 @@ def _configurations(s: EmrSettings) -> list[dict[str, Any]]:
                 "spark.sql.extensions": "org.apache.spark.sql.hudi.HoodieSparkSessionExtension",
                 "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.hudi.catalog.HoodieCatalog",
                 "spark.pyspark.python": "python3.11",
-                "spark.jars": "/usr/lib/hudi/hudi-spark-bundle.jar",
                 "spark.jars.packages": s.spark_packages,
                 "spark.dynamicAllocation.enabled": "true",
             },
