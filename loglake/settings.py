@@ -124,12 +124,13 @@ class TableSettings(_Model):
     version: Literal[6, 8, 9] | None = Field(
         default=None,
         description="Hudi table version of the log and quarantine tables. Unset, a new table is created at 9 "
-        "(Hudi 1.2's own layout) and an existing one is written at the version it has, never upgraded on "
-        "the way (`loglake table upgrade` moves it, once). Set, it is a pin: every job refuses a table of "
-        "another version. 6 is the 0.x layout that Hudi 1.2 still writes: Athena (Hudi 0.14/0.15 readers) "
-        "and Trino up to 476 read only that; it gives up the LSM timeline and the compaction job's explicit "
-        "archiving (writers archive as they commit). 8 is Hudi 1.0's, which Amazon EMR 7.11-7.13's own "
-        "Hudi (1.0.2) reads and writes.",
+        "(Hudi 1.2's own layout), a version-6 table is written at 6, and a version-8 table (Hudi 1.0's) is "
+        "refused until `loglake table upgrade` moves it to 9 once: Hudi 1.2's writes to a version-8 table "
+        "leave it unreadable to hudi-rs 0.5. No writer upgrades a table on the way. Set, it is a pin: every "
+        "job refuses a table of another version. 6 is the 0.x layout that Hudi 1.2 still writes: Athena "
+        "(Hudi 0.14/0.15 readers) and Trino up to 476 read only that; it gives up the LSM timeline and the "
+        "compaction job's explicit archiving (writers archive as they commit). 8 is for tables that Hudi "
+        "1.0.2 (Amazon EMR 7.11-7.13's own) must still write.",
     )
 
     @field_validator("name")

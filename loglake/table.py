@@ -229,12 +229,21 @@ def resolve_version(spark: SparkSession, settings: Settings, *paths: str) -> Set
     """``settings`` with ``table.version`` set to the version its tables are written at.
 
     Unset, that is the version the log table (the first path) has, or :data:`CURRENT_VERSION` for a
-    table yet to be created; set, it must be the version of every table that exists. Every table of
-    the paths must agree: one writer configuration serves them all.
+    table yet to be created, except a version-8 table, which is refused with the step that moves it
+    to 9; set, it must be the version of every table that exists. Every table of the paths must
+    agree: one writer configuration serves them all.
     """
     found = {p: v for p in paths if (v := table_version(spark, p)) is not None}
     pinned = settings.table.version
     version: int = pinned if pinned is not None else next(iter(found.values()), CURRENT_VERSION)
+    if pinned is None and version == 8:
+        # Hudi 1.2 writes its metadata table's records in a newer schema than 1.0 left in a version-8
+        # table's metadata files; hudi-rs 0.5 then fails on every read of the table. Version 9 has one.
+        raise ConfigError(
+            f"the table at {next(iter(found))} is version 8 (Hudi 1.0's): with every writer stopped, run "
+            "`loglake table upgrade` once to move it to 9, or set table.version=8 to keep writing 8 "
+            "(hudi-rs 0.5 cannot read a version-8 table after Hudi 1.2 wrote to it)"
+        )
     for path, have in found.items():
         if have not in VERSION_NAMES:
             raise ConfigError(
