@@ -5,8 +5,14 @@
 readStream kafka -> from_avro -> posexplode -> writeStream.format("hudi"), MERGE_ON_READ, one
 available-now run. No quarantine, no exactly-once across a re-sent batch, no metrics, no lock: what
 loglake adds is what this job lacks. ``--layout hudi`` keeps Hudi's defaults (SIMPLE index,
-pre-combine on ts, Avro log blocks, gzip); ``--layout loglake`` adds loglake's ``LOG_TABLE_LAYOUT``,
-so the comparison isolates the pipeline around the write. Same jars, same Spark as loglake.
+pre-combine on ts, Avro log blocks, gzip) in a session of Spark's defaults and Hudi's required
+settings, as Hudi's quick start writes it. ``--layout loglake`` is the fastest plain job with
+loglake's table (``LOG_TABLE_LAYOUT``): the session loglake builds (the bundle on the JVM's class
+path, Hudi's object-size estimator kept from attaching the Serviceability Agent, warnings-only
+logging), the write settings loglake's stream found by measurement (no serialized input cache, no
+dictionary encoding), and no in-process compaction service, so the comparison isolates the
+pipeline around the write. ``--session plain`` or ``--tuning none`` take either half back, to
+measure what each is worth. Same jars, same Spark as loglake.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.avro.functions import from_avro
 
 from loglake import jars
-from loglake.settings import LogSchemaSettings
+from loglake.settings import LogSchemaSettings, Settings
 from loglake.shape import stats_columns
-from loglake.table import LOG_TABLE_LAYOUT
+from loglake.spark import session_conf
+from loglake.table import LOG_TABLE_LAYOUT, ingest_options
 
 
 def main() -> None:
@@ -30,22 +37,32 @@ def main() -> None:
     parser.add_argument("--topic", required=True)
     parser.add_argument("--table", required=True)
     parser.add_argument("--layout", choices=["hudi", "loglake"], default="hudi")
+    parser.add_argument("--session", choices=["plain", "loglake"], default=None, help="default: as the layout")
+    parser.add_argument("--tuning", choices=["none", "ingest"], default=None, help="default: as the layout")
     parser.add_argument("--driver-memory", default=None, help="spark.driver.memory (Spark's default if unset)")
     args = parser.parse_args()
+    tuned = args.layout == "loglake"
+    session = args.session or ("loglake" if tuned else "plain")
+    tuning = args.tuning or ("ingest" if tuned else "none")
 
-    paths = jars.resolve(jars.SPARK_JARS)
-    builder = (
-        SparkSession.builder.appName(f"plain-hudi-{args.layout}")
-        .master("local[*]")
-        .config("spark.jars", ",".join(str(p) for p in paths))
-        .config("spark.serializer", "org.apache.spark.serializer.KryoSerializer")
-        .config("spark.kryo.registrator", "org.apache.spark.HoodieSparkKryoRegistrar")
-        .config("spark.sql.extensions", "org.apache.spark.sql.hudi.HoodieSparkSessionExtension")
-        .config("spark.ui.enabled", "false")
-    )
+    if session == "loglake":
+        conf = {k: v for k, v in session_conf(Settings()).items() if k != "spark.master"}
+    else:
+        conf = {
+            "spark.jars": ",".join(str(p) for p in jars.resolve(jars.SPARK_JARS)),
+            "spark.serializer": "org.apache.spark.serializer.KryoSerializer",
+            "spark.kryo.registrator": "org.apache.spark.HoodieSparkKryoRegistrar",
+            "spark.sql.extensions": "org.apache.spark.sql.hudi.HoodieSparkSessionExtension",
+        }
+    conf["spark.ui.enabled"] = "false"
     if args.driver_memory:
-        builder = builder.config("spark.driver.memory", args.driver_memory)
+        conf["spark.driver.memory"] = args.driver_memory
+    builder = SparkSession.builder.appName(f"plain-hudi-{args.layout}").master("local[*]")
+    for key, value in conf.items():
+        builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    if session == "loglake":
+        spark.sparkContext.setLogLevel("WARN")
     schema = resources.files("loglake").joinpath("schemas/log_batch.avsc").read_text()
 
     batches = (
@@ -82,6 +99,15 @@ def main() -> None:
         options.update(LOG_TABLE_LAYOUT)
         # loglake's own column statistics (LogBatch's list), which the layout leaves to the log shape.
         options["hoodie.metadata.index.column.stats.column.list"] = ",".join(stats_columns(LogSchemaSettings()))
+        # Keys are unique by construction: commit-time ordering needs no ordering field to compare.
+        del options["hoodie.datasource.write.precombine.field"]
+        options["hoodie.record.merge.mode"] = "COMMIT_TIME_ORDERING"
+    if tuning == "ingest":
+        ingest = ingest_options(Settings())
+        for key in ("hoodie.write.tagged.record.storage.level", "hoodie.parquet.dictionary.enabled"):
+            options[key] = ingest[key]
+        # One run to its end: the in-process async compaction service has nothing to do but start.
+        options["hoodie.datasource.compaction.async.enable"] = "false"
     query = (
         table.writeStream.format("hudi")
         .options(**options)
