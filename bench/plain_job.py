@@ -25,9 +25,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.avro.functions import from_avro
 
 from loglake import jars
-from loglake.settings import LogSchemaSettings, Settings
+from loglake.settings import LogSchemaSettings, Settings, load_settings
 from loglake.shape import stats_columns
-from loglake.spark import session_conf
+from loglake.spark import get_spark
 from loglake.table import LOG_TABLE_LAYOUT, ingest_options
 
 
@@ -45,24 +45,25 @@ def main() -> None:
     session = args.session or ("loglake" if tuned else "plain")
     tuning = args.tuning or ("ingest" if tuned else "none")
 
-    if session == "loglake":
-        conf = {k: v for k, v in session_conf(Settings()).items() if k != "spark.master"}
-    else:
-        conf = {
-            "spark.jars": ",".join(str(p) for p in jars.resolve(jars.SPARK_JARS)),
-            "spark.serializer": "org.apache.spark.serializer.KryoSerializer",
-            "spark.kryo.registrator": "org.apache.spark.HoodieSparkKryoRegistrar",
-            "spark.sql.extensions": "org.apache.spark.sql.hudi.HoodieSparkSessionExtension",
-        }
-    conf["spark.ui.enabled"] = "false"
+    conf = {"spark.ui.enabled": "false"}
     if args.driver_memory:
         conf["spark.driver.memory"] = args.driver_memory
-    builder = SparkSession.builder.appName(f"plain-hudi-{args.layout}").master("local[*]")
-    for key, value in conf.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    app = f"plain-hudi-{args.layout}"
     if session == "loglake":
-        spark.sparkContext.setLogLevel("WARN")
+        spark = get_spark(load_settings(assignments=[f"{k}={v}" for k, v in conf.items()]), app_name=app)
+    else:
+        conf.update(
+            {
+                "spark.jars": ",".join(str(p) for p in jars.resolve(jars.SPARK_JARS)),
+                "spark.serializer": "org.apache.spark.serializer.KryoSerializer",
+                "spark.kryo.registrator": "org.apache.spark.HoodieSparkKryoRegistrar",
+                "spark.sql.extensions": "org.apache.spark.sql.hudi.HoodieSparkSessionExtension",
+            }
+        )
+        builder = SparkSession.builder.appName(app).master("local[*]")
+        for key, value in conf.items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
     schema = resources.files("loglake").joinpath("schemas/log_batch.avsc").read_text()
 
     batches = (
