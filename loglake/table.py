@@ -203,12 +203,6 @@ def version_options(settings: Settings) -> dict[str, str]:
 
 def table_version(spark: SparkSession, path: str) -> int | None:
     """The version in the table's ``hoodie.properties``; None where there is no table yet."""
-    value = table_property(spark, path, "hoodie.table.version")
-    return int(value) if value is not None else None
-
-
-def table_property(spark: SparkSession, path: str, key: str) -> str | None:
-    """One property of the table's ``hoodie.properties``; None where there is no table or no such key."""
     jvm = spark.sparkContext._jvm
     assert jvm is not None
     props_path = jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/.hoodie/hoodie.properties")
@@ -221,8 +215,8 @@ def table_property(spark: SparkSession, path: str, key: str) -> str | None:
         props.load(stream)
     finally:
         stream.close()
-    value = props.getProperty(key)
-    return str(value) if value is not None else None
+    value = props.getProperty("hoodie.table.version")
+    return int(value) if value is not None else None
 
 
 def resolve_version(spark: SparkSession, settings: Settings, *paths: str) -> Settings:
@@ -238,7 +232,8 @@ def resolve_version(spark: SparkSession, settings: Settings, *paths: str) -> Set
     version: int = pinned if pinned is not None else next(iter(found.values()), CURRENT_VERSION)
     if pinned is None and version == 8:
         # Hudi 1.2 writes its metadata table's records in a newer schema than 1.0 left in a version-8
-        # table's metadata files; hudi-rs 0.5 then fails on every read of the table. Version 9 has one.
+        # table's metadata files; hudi-rs 0.5 then fails on every read of the table. The upgrade rebuilds
+        # the metadata table in one schema.
         raise ConfigError(
             f"the table at {next(iter(found))} is version 8 (Hudi 1.0's): with every writer stopped, run "
             "`loglake table upgrade` once to move it to 9, or set table.version=8 to keep writing 8 "

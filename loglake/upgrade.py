@@ -76,6 +76,17 @@ def upgrade_tables(spark: SparkSession, settings: Settings, to_version: int = ta
                 what=f"upgrade of {p}",
                 opts=table.lock_options(settings),
             )
+            # The metadata table keeps files of the old Hudi, whose records lack fields the new one
+            # writes beside them; hudi-rs 0.5 then fails on every read. Rebuilt now, by the new Hudi, it
+            # holds one schema.
+            for procedure in ("delete_metadata_table", "create_metadata_table"):
+                services.call(
+                    spark,
+                    settings,
+                    f"CALL {procedure}(table => '{name}')",
+                    what=f"{procedure} of {p}",
+                    opts=table.lock_options(settings),
+                )
             log.info("upgraded %s from table version %d to %d", p, have, to_version)
         after = table.table_version(spark, p)
         assert after is not None
